@@ -1,0 +1,1 @@
+//! Shared helpers for chunkvault's workspace-level integration tests.
