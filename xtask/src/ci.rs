@@ -1,0 +1,259 @@
+//! `cargo xtask ci`: everything CI checks, in order, stopping at the first failed step, with
+//! a timing summary at the end whatever happened.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::{cmd, fuzz, install, metadata, proptest, s3};
+
+/// Cases per property in the `proptest` step (about a minute on 2 cores).
+pub(crate) const DEFAULT_PROPTEST_CASES: u32 = 2000;
+
+/// The Debian packages a package feature named `libopus` needs.
+const LIBOPUS_PACKAGES: &[&str] = &["libopus-dev", "pkg-config"];
+
+/// Options of `cargo xtask ci`.
+pub(crate) struct Config {
+    /// Skip the fuzz smoke run (local iteration only).
+    pub(crate) skip_fuzz: bool,
+    /// Skip the S3 server; S3 tests then skip themselves (local iteration only).
+    pub(crate) skip_s3: bool,
+    /// Whether missing Debian packages may be installed with apt-get.
+    pub(crate) use_apt: bool,
+    /// `PROPTEST_CASES` for the proptest step.
+    pub(crate) proptest_cases: u32,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+/// The steps run so far, with their outcome and duration.
+#[derive(Debug, Default)]
+struct Steps {
+    done: Vec<(String, Outcome, Duration)>,
+}
+
+impl Steps {
+    /// Runs the step `name`, recording its time; a failure names the step.
+    fn run<T>(&mut self, name: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+        eprintln!("\n==> ci step: {name}");
+        let started = Instant::now();
+        let result = step();
+        let elapsed = started.elapsed();
+        let outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
+        self.done.push((name.to_owned(), outcome, elapsed));
+        result.with_context(|| format!("ci step `{name}` failed"))
+    }
+
+    /// Records that the step `name` was skipped, and why.
+    fn skip(&mut self, name: &str, why: &str) {
+        eprintln!("\n==> ci step: {name}: skipped ({why})");
+        self.done
+            .push((name.to_owned(), Outcome::Skipped, Duration::ZERO));
+    }
+
+    /// The timing table printed at the end.
+    fn summary(&self) -> String {
+        let mut out = String::from("ci summary:\n");
+        let mut total = Duration::ZERO;
+        for (name, outcome, elapsed) in &self.done {
+            total += *elapsed;
+            let outcome = match outcome {
+                Outcome::Ok => "ok",
+                Outcome::Failed => "FAILED",
+                Outcome::Skipped => "skipped",
+            };
+            out.push_str(&format!(
+                "  {name:<16} {outcome:<8} {:>8.1} s\n",
+                elapsed.as_secs_f64()
+            ));
+        }
+        out.push_str(&format!(
+            "  {:<16} {:<8} {:>8.1} s\n",
+            "total",
+            "",
+            total.as_secs_f64()
+        ));
+        out
+    }
+}
+
+/// Runs the CI steps; prints the timing summary whether they pass or not.
+pub(crate) fn run(config: &Config) -> Result<()> {
+    let root = crate::workspace_root()?;
+    let mut steps = Steps::default();
+    let result = run_steps(config, &root, &mut steps);
+    eprintln!("\n{}", steps.summary());
+    match &result {
+        Ok(()) => eprintln!("xtask: ci passed"),
+        Err(err) => eprintln!("xtask: ci FAILED: {err:#}"),
+    }
+    result
+}
+
+fn run_steps(config: &Config, root: &Path, steps: &mut Steps) -> Result<()> {
+    steps.run("fmt", || {
+        cmd::run(
+            cmd::cargo()
+                .args(["fmt", "--all", "--", "--check"])
+                .current_dir(root),
+        )
+    })?;
+    if needs_libopus(root)? {
+        if config.use_apt {
+            steps.run("system packages", || install::ensure_apt(LIBOPUS_PACKAGES))?;
+        } else {
+            steps.skip("system packages", "--no-apt");
+        }
+    }
+    steps.run("clippy", || {
+        cmd::run(
+            cmd::cargo()
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--all-features",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+                .current_dir(root),
+        )
+    })?;
+
+    let mut env: Vec<(String, String)> = Vec::new();
+    let server = if config.skip_s3 {
+        steps.skip("s3 start", "--skip-s3");
+        None
+    } else {
+        let guard = steps.run("s3 start", s3::start_for_ci)?;
+        eprintln!(
+            "xtask: S3 server ready in {:.2} s",
+            guard.server().startup().as_secs_f64()
+        );
+        env.extend(guard.server().env().iter().cloned());
+        env.push(("CHUNKVAULT_REQUIRE_S3".to_owned(), "1".to_owned()));
+        Some(guard)
+    };
+
+    steps.run("test", || {
+        let mut command = test_command(root)?;
+        cmd::run(
+            command
+                .current_dir(root)
+                .envs(env.iter().map(|(k, v)| (k, v))),
+        )
+    })?;
+    steps.run("doctest", || {
+        // --all-features so the doc tests reuse the build of the test step.
+        cmd::run(
+            cmd::cargo()
+                .args(["test", "--workspace", "--doc", "--all-features"])
+                .current_dir(root)
+                .envs(env.iter().map(|(k, v)| (k, v))),
+        )
+    })?;
+    steps.run("proptest", || proptest::run(config.proptest_cases, &env))?;
+    // The fuzz step needs no S3 server: stop it now (a failure above stops it on drop).
+    drop(server);
+
+    if config.skip_fuzz {
+        steps.skip("fuzz smoke", "--skip-fuzz");
+    } else {
+        steps.run("fuzz smoke", || {
+            fuzz::run(&fuzz::Config {
+                target: None,
+                secs: fuzz::SMOKE_SECS,
+                use_apt: config.use_apt,
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// `cargo nextest run` (with the `ci` profile when `.config/nextest.toml` exists) when
+/// cargo-nextest is installed, else `cargo test`.
+fn test_command(root: &Path) -> Result<std::process::Command> {
+    let mut command = cmd::cargo();
+    if cmd::succeeds(cmd::cargo().args(["nextest", "--version"])) {
+        command.args(["nextest", "run", "--workspace", "--all-features"]);
+        if root.join(".config").join("nextest.toml").is_file() {
+            command.args(["--profile", "ci"]);
+        }
+    } else {
+        eprintln!("xtask: cargo-nextest is not installed; using cargo test");
+        command.args(["test", "--workspace", "--all-features"]);
+    }
+    Ok(command)
+}
+
+/// Tells whether some workspace package declares a feature named `libopus`.
+fn needs_libopus(root: &Path) -> Result<bool> {
+    let packages = metadata::packages(&root.join("Cargo.toml"))?;
+    Ok(declares_libopus(&packages))
+}
+
+fn declares_libopus(packages: &[metadata::Package]) -> bool {
+    packages
+        .iter()
+        .any(|p| p.features.iter().any(|f| f == "libopus"))
+}
+
+/// Makes sure the system packages that `--all-features` needs are installed (for commands
+/// other than `ci`, which does this as a step of its own).
+pub(crate) fn ensure_feature_packages(use_apt: bool) -> Result<()> {
+    let root = crate::workspace_root()?;
+    if use_apt && needs_libopus(&root)? {
+        install::ensure_apt(LIBOPUS_PACKAGES)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::bail;
+
+    #[test]
+    fn a_failed_step_is_named_and_recorded() {
+        let mut steps = Steps::default();
+        assert_eq!(steps.run("one", || Ok(1)).ok(), Some(1));
+        let err = steps
+            .run("two", || -> Result<()> { bail!("boom") })
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.starts_with("ci step `two` failed: boom"), "{err}");
+        steps.skip("three", "--skip-three");
+        let summary = steps.summary();
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(lines.len(), 5, "{summary}");
+        assert!(lines[1].contains("one") && lines[1].contains(" ok "));
+        assert!(lines[2].contains("two") && lines[2].contains("FAILED"));
+        assert!(lines[3].contains("three") && lines[3].contains("skipped"));
+        assert!(lines[4].contains("total"));
+    }
+
+    #[test]
+    fn libopus_is_detected_by_feature_name() {
+        let package = |features: &[&str]| metadata::Package {
+            name: "p".to_owned(),
+            targets: Vec::new(),
+            features: features.iter().map(|f| (*f).to_owned()).collect(),
+        };
+        assert!(!declares_libopus(&[package(&["default", "opus"])]));
+        assert!(declares_libopus(&[package(&[]), package(&["libopus"])]));
+    }
+}
