@@ -196,6 +196,8 @@ fn start(garage: &Path, dir: &Path, detached: bool) -> Result<Server> {
             "RUST_LOG",
             std::env::var("GARAGE_LOG").unwrap_or_else(|_| "garage=info".into()),
         )
+        // Plain text in the log file, not terminal colours.
+        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);
