@@ -1,1 +1,43 @@
 //! Shared helpers for chunkvault's workspace-level integration tests.
+//!
+//! - [`omi`] loads the Omi compatibility vectors committed under `tests/fixtures/omi/`
+//!   (scenarios A–E: bucket objects written by Omi's own storage code, plus the expected
+//!   listing, download, delete and object-analysis results) and regenerates their input PCM.
+//! - [`speech`] loads the synthetic speech recording under `tests/fixtures/speech/` that
+//!   compression measurements use.
+//!
+//! Everything is read from this crate's directory (`CARGO_MANIFEST_DIR`), so the tests work in
+//! a fresh clone without any data outside the repository.
+
+pub mod omi;
+pub mod speech;
+
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+/// Computes the SHA-256 of `data` as lowercase hex, the form every fixture JSON uses.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Returns the absolute path of `tests/fixtures/` in this checkout.
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_hex_matches_known_digests() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
