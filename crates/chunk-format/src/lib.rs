@@ -24,11 +24,17 @@
 //! Modules, one per format:
 //! - [`timestamp`]: epoch milliseconds with Python `'%.3f'` text form;
 //! - [`name`]: object names of every kind (design.md §3.1);
-//! - [`frames`]: Omi's length-prefixed frames.
+//! - [`frames`]: Omi's length-prefixed frames;
+//! - [`omi_opus`]: Omi's Opus container (header and packets; no decoding);
+//! - [`wav`]: canonical PCM16 WAV headers and a total RIFF/WAVE parser.
+//!
+//! The native pack container will get a module of its own.
 
 pub mod frames;
 pub mod name;
+pub mod omi_opus;
 pub mod timestamp;
+pub mod wav;
 
 pub use name::{NameError, ObjectKind, ObjectName};
 pub use timestamp::{Timestamp, TimestampError};
