@@ -126,11 +126,22 @@ impl Timestamp {
 
     /// The float Python's `float(str(self))` gives: the nearest `f64` to the decimal value.
     ///
-    /// For millisecond-aligned inputs this is the inverse of [`Timestamp::from_f64`].
+    /// For timestamps below 2^43 seconds (8796093022208.000, about the year 280 700) this is
+    /// the inverse of [`Timestamp::from_f64`]: there the spacing of `f64` values is at most
+    /// 2^-10 s, so the nearest float is within half a millisecond. Above that, neighbouring
+    /// milliseconds can share a float (`9999999999902.923` comes back as `…902.924`).
     pub fn as_f64(self) -> f64 {
-        // Both operands are exact in f64 (millis < 2^53) and IEEE division is correctly
-        // rounded, so this equals parsing the decimal text.
-        self.0 as f64 / 1000.0
+        const EXACT: u64 = 1 << 53;
+        if self.0 < EXACT {
+            // Both operands are exact in f64 and IEEE division is correctly rounded, so this
+            // equals parsing the decimal text.
+            self.0 as f64 / 1000.0
+        } else {
+            // Above 2^53 ms (about the year 287 000) `millis as f64` would round first and the
+            // division round again; parse the text instead (Rust's parser is correctly rounded).
+            let divided = self.0 as f64 / 1000.0;
+            self.to_string().parse().unwrap_or(divided)
+        }
     }
 
     /// Adds a duration, truncated to whole milliseconds; `None` past [`Timestamp::MAX`].
@@ -306,6 +317,10 @@ mod tests {
             "1786961845.727".parse::<f64>().unwrap(),
             "division must match decimal parsing"
         );
+        // Above 2^53 ms, dividing `millis as f64` would round twice and miss by one ulp.
+        let huge: Timestamp = "9999999999910.975".parse().unwrap();
+        assert_eq!(huge.as_f64(), 9_999_999_999_910.975_f64);
+        assert_ne!(huge.as_f64(), huge.as_millis() as f64 / 1000.0);
     }
 
     #[test]
