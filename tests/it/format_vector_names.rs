@@ -33,7 +33,7 @@ fn scenarios() -> Vec<PathBuf> {
     let dir = scenarios_dir();
     let mut found: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
+        .map(|entry| entry.expect("directory entry").path())
         .filter(|path| path.join("bucket").is_dir())
         .collect();
     found.sort();
@@ -48,13 +48,18 @@ fn scenarios() -> Vec<PathBuf> {
 
 /// Every file below `dir`, as paths relative to `root` with `/` separators.
 fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let entries =
+        fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
         if path.is_dir() {
             walk(root, &path, out);
         } else {
-            let relative = path.strip_prefix(root).unwrap();
-            let parts: Vec<_> = relative.iter().map(|p| p.to_str().unwrap()).collect();
+            let relative = path.strip_prefix(root).expect("walked below root");
+            let parts: Vec<_> = relative
+                .iter()
+                .map(|p| p.to_str().expect("UTF-8 fixture path"))
+                .collect();
             out.push(parts.join("/"));
         }
     }
