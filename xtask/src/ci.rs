@@ -85,6 +85,13 @@ impl Steps {
             "",
             total.as_secs_f64()
         ));
+        let count = |wanted: Outcome| self.done.iter().filter(|s| s.1 == wanted).count();
+        out.push_str(&format!(
+            "steps: {} passed, {} failed, {} skipped\n",
+            count(Outcome::Ok),
+            count(Outcome::Failed),
+            count(Outcome::Skipped)
+        ));
         out
     }
 }
@@ -238,11 +245,12 @@ mod tests {
         steps.skip("three", "--skip-three");
         let summary = steps.summary();
         let lines: Vec<&str> = summary.lines().collect();
-        assert_eq!(lines.len(), 5, "{summary}");
+        assert_eq!(lines.len(), 6, "{summary}");
         assert!(lines[1].contains("one") && lines[1].contains(" ok "));
         assert!(lines[2].contains("two") && lines[2].contains("FAILED"));
         assert!(lines[3].contains("three") && lines[3].contains("skipped"));
         assert!(lines[4].contains("total"));
+        assert_eq!(lines[5], "steps: 1 passed, 1 failed, 1 skipped");
     }
 
     #[test]
