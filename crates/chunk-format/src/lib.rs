@@ -26,13 +26,13 @@
 //! - [`name`]: object names of every kind (design.md §3.1);
 //! - [`frames`]: Omi's length-prefixed frames;
 //! - [`omi_opus`]: Omi's Opus container (header and packets; no decoding);
-//! - [`wav`]: canonical PCM16 WAV headers and a total RIFF/WAVE parser.
-//!
-//! The native pack container will get a module of its own.
+//! - [`wav`]: canonical PCM16 WAV headers and a total RIFF/WAVE parser;
+//! - [`pack`]: chunkvault's native pack container (design.md §3.3).
 
 pub mod frames;
 pub mod name;
 pub mod omi_opus;
+pub mod pack;
 pub mod timestamp;
 pub mod wav;
 
