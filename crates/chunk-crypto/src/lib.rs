@@ -1,6 +1,69 @@
-//! Keys and sealing for chunkvault.
+//! Keys and sealing for chunkvault: Omi per-user keys and frames, STREAM-sealed packs, key ids.
 //!
-//! This crate will hold the master secret, the Omi-exact per-user key derivation
-//! (HKDF-SHA256, salt = uid, info = `user-data-encryption`), Omi frame seal/open,
-//! STREAM sealing for native packs, and the key ring used for rotation.
-//! It is empty until the crypto issue lands.
+//! ```
+//! use chunk_crypto::{KeyId, Keyring, MasterSecret, omi};
+//!
+//! // Omi's ENCRYPTION_SECRET, used as raw bytes.
+//! let secret = MasterSecret::new(format!("omi_{}", "0".repeat(60)).into_bytes())?;
+//! let ring = Keyring::single(KeyId::new(1), secret);
+//!
+//! // An Omi `.batch.enc`: one frame per chunk, opened frame by frame.
+//! let key = ring.omi_key("oracle-uid")?;
+//! let mut object = Vec::new();
+//! omi::seal_frame(&key, &[1, 0, 2, 0], &mut object)?;
+//! omi::seal_frame(&key, &[3, 0], &mut object)?;
+//! let chunks: Vec<Vec<u8>> = omi::open_object(&key, &object).collect::<Result<_, _>>()?;
+//! assert_eq!(chunks, [vec![1, 0, 2, 0], vec![3, 0]]);
+//!
+//! // A native pack: frames sealed in order, any frame opened alone.
+//! let mut sealer = ring.pack_sealer("oracle-uid")?;
+//! let header = sealer.params().to_bytes();
+//! let frame0 = sealer.seal(0, &header, b"chunk", true)?;
+//! let opener = ring.pack_opener("oracle-uid", &sealer.params())?;
+//! assert_eq!(opener.open(0, &header, &frame0, true)?, b"chunk");
+//! # Ok::<(), chunk_crypto::CryptoError>(())
+//! ```
+//!
+//! - [`MasterSecret`] and [`UserKey`]: the Omi-exact key derivation (HKDF-SHA256, salt = uid,
+//!   info = `user-data-encryption`).
+//! - [`omi`]: Omi frames (`be_u32 L || nonce || ciphertext || tag`, no associated data).
+//! - [`pack`]: per-object keys and the STREAM nonce for native packs.
+//! - [`Keyring`] and [`KeyId`]: several secrets for rotation and crypto-shredding.
+//!
+//! Byte layouts are documented in `docs/FORMAT.md` (section "Encryption").
+
+mod error;
+mod keyring;
+mod keys;
+pub mod omi;
+pub mod pack;
+
+pub use error::{CryptoError, Result};
+pub use keyring::{KeyId, Keyring};
+pub use keys::{KEY_LEN, MIN_SECRET_LEN, MasterSecret, OMI_USER_KEY_INFO, UserKey};
+
+/// Length of the AES-GCM authentication tag (Omi frames and pack frames).
+pub const TAG_LEN: usize = 16;
+
+use aes_gcm::aead::AeadInOut;
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+
+/// Appends `ciphertext` to `out` and decrypts it there; on failure truncates `out` back.
+fn open_in_place(
+    cipher: &Aes256Gcm,
+    nonce: &Nonce<aes_gcm::aead::consts::U12>,
+    aad: &[u8],
+    ciphertext: &[u8],
+    tag: &Tag,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), ()> {
+    let start = out.len();
+    out.extend_from_slice(ciphertext);
+    match cipher.decrypt_inout_detached(nonce, aad, (&mut out[start..]).into(), tag) {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            out.truncate(start);
+            Err(())
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Key ids and the key ring: several master secrets, one active for writing, all for reading.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{CryptoError, Result};
+use crate::keys::{MasterSecret, UserKey};
+use crate::pack::{PackOpener, PackSealer, SealParams};
+
+/// Names one master secret of a [`Keyring`]; every sealed pack records the id it was sealed
+/// under. Displayed and parsed as `k<number>` (`k1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyId(u32);
+
+impl KeyId {
+    /// The id with number `n`.
+    pub const fn new(n: u32) -> KeyId {
+        KeyId(n)
+    }
+
+    /// The id's number (what the pack header stores, big-endian).
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "k{}", self.0)
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = CryptoError;
+
+    /// Parses `k` followed by decimal digits (no sign, no spaces), e.g. `k1`.
+    fn from_str(text: &str) -> Result<KeyId> {
+        let bad = || CryptoError::BadKeyId {
+            text: text.to_owned(),
+        };
+        let digits = text.strip_prefix('k').ok_or_else(bad)?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        digits.parse().map(KeyId).map_err(|_| bad())
+    }
+}
+
+/// Several master secrets by [`KeyId`]: one active for writing, all usable for reading.
+///
+/// Rotation: [`Keyring::insert`] a new secret, [`Keyring::set_active`] it, re-seal stored data
+/// (open under the old id, seal under the active one), then [`Keyring::remove`] the old secret.
+/// Data still sealed under a removed id can no longer be opened ([`CryptoError::UnknownKey`]):
+/// dropping a secret is how its data is made unreadable.
+///
+/// Omi objects carry no key id, so they are sealed and opened under the *Omi key id*, which is
+/// the active id unless pinned with [`Keyring::set_omi_key`] (pin it to the id holding Omi's
+/// `ENCRYPTION_SECRET` when the active secret is a different one).
+///
+/// ```
+/// use chunk_crypto::{KeyId, Keyring, MasterSecret, CryptoError};
+///
+/// let (k1, k2) = (KeyId::new(1), KeyId::new(2));
+/// let mut ring = Keyring::single(k1, MasterSecret::new(vec![1; 32])?);
+/// let old = ring.active_user_key("uid")?;
+/// ring.insert(k2, MasterSecret::new(vec![2; 32])?)?;
+/// ring.set_active(k2)?;
+/// ring.remove(k1)?;
+/// assert_eq!(ring.active_id(), k2);
+/// assert!(matches!(ring.user_key(k1, "uid"), Err(CryptoError::UnknownKey { .. })));
+/// # let _ = old;
+/// # Ok::<(), CryptoError>(())
+/// ```
+pub struct Keyring {
+    secrets: BTreeMap<KeyId, MasterSecret>,
+    active: KeyId,
+    omi: Option<KeyId>,
+}
+
+impl Keyring {
+    /// A ring holding one secret, which is active (and the Omi key).
+    pub fn single(id: KeyId, secret: MasterSecret) -> Keyring {
+        Keyring {
+            secrets: BTreeMap::from([(id, secret)]),
+            active: id,
+            omi: None,
+        }
+    }
+
+    /// Adds `secret` under `id` (not active yet); refuses an id already present, so a secret
+    /// is never silently replaced.
+    pub fn insert(&mut self, id: KeyId, secret: MasterSecret) -> Result<()> {
+        if self.secrets.contains_key(&id) {
+            return Err(CryptoError::DuplicateKey { id });
+        }
+        self.secrets.insert(id, secret);
+        Ok(())
+    }
+
+    /// Makes `id` the secret new data is sealed under.
+    pub fn set_active(&mut self, id: KeyId) -> Result<()> {
+        self.require(id)?;
+        self.active = id;
+        Ok(())
+    }
+
+    /// Pins the id used for Omi frames (`Some`), or makes it follow the active id (`None`).
+    pub fn set_omi_key(&mut self, id: Option<KeyId>) -> Result<()> {
+        if let Some(id) = id {
+            self.require(id)?;
+        }
+        self.omi = id;
+        Ok(())
+    }
+
+    /// Drops the secret `id` (its bytes are wiped): everything sealed under it becomes
+    /// unreadable. Refuses the active id and a pinned Omi id ([`CryptoError::KeyInUse`]).
+    pub fn remove(&mut self, id: KeyId) -> Result<()> {
+        self.require(id)?;
+        if id == self.active || self.omi == Some(id) {
+            return Err(CryptoError::KeyInUse { id });
+        }
+        self.secrets.remove(&id);
+        Ok(())
+    }
+
+    /// The id new data is sealed under.
+    pub fn active_id(&self) -> KeyId {
+        self.active
+    }
+
+    /// The id Omi frames are sealed and opened under (the active id unless pinned).
+    pub fn omi_key_id(&self) -> KeyId {
+        self.omi.unwrap_or(self.active)
+    }
+
+    /// Whether the ring holds a secret with this id.
+    pub fn contains(&self, id: KeyId) -> bool {
+        self.secrets.contains_key(&id)
+    }
+
+    /// Every id in the ring, in ascending order.
+    pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.secrets.keys().copied()
+    }
+
+    /// The Omi-derived key of user `uid` under secret `id`.
+    pub fn user_key(&self, id: KeyId, uid: &str) -> Result<UserKey> {
+        Ok(UserKey::derive(self.require(id)?, uid))
+    }
+
+    /// The key of user `uid` under the active secret.
+    pub fn active_user_key(&self, uid: &str) -> Result<UserKey> {
+        self.user_key(self.active, uid)
+    }
+
+    /// The key of user `uid` for Omi frames (under [`Keyring::omi_key_id`]).
+    pub fn omi_key(&self, uid: &str) -> Result<UserKey> {
+        self.user_key(self.omi_key_id(), uid)
+    }
+
+    /// A sealer for a new pack of user `uid` under the active secret.
+    pub fn pack_sealer(&self, uid: &str) -> Result<PackSealer> {
+        PackSealer::new(&self.active_user_key(uid)?, self.active)
+    }
+
+    /// An opener for a pack of user `uid` whose header recorded `params`, under the secret
+    /// `params.key_id` names ([`CryptoError::UnknownKey`] once that secret was removed).
+    pub fn pack_opener(&self, uid: &str, params: &SealParams) -> Result<PackOpener> {
+        Ok(PackOpener::new(&self.user_key(params.key_id, uid)?, params))
+    }
+
+    fn require(&self, id: KeyId) -> Result<&MasterSecret> {
+        self.secrets.get(&id).ok_or(CryptoError::UnknownKey { id })
+    }
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("ids", &self.secrets.keys().collect::<Vec<_>>())
+            .field("active", &self.active)
+            .field("omi", &self.omi_key_id())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(byte: u8) -> MasterSecret {
+        MasterSecret::new(vec![byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn key_id_text_round_trips_and_rejects_junk() {
+        assert_eq!(KeyId::new(7).to_string(), "k7");
+        assert_eq!(
+            "k4294967295".parse::<KeyId>().unwrap(),
+            KeyId::new(u32::MAX)
+        );
+        for bad in [
+            "",
+            "k",
+            "7",
+            "K7",
+            "k-1",
+            "k+1",
+            "k 1",
+            "k4294967296",
+            "k1x",
+        ] {
+            assert!(
+                matches!(bad.parse::<KeyId>(), Err(CryptoError::BadKeyId { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn active_and_omi_ids() {
+        let (k1, k2) = (KeyId::new(1), KeyId::new(2));
+        let mut ring = Keyring::single(k1, secret(1));
+        assert_eq!((ring.active_id(), ring.omi_key_id()), (k1, k1));
+        assert!(matches!(
+            ring.insert(k1, secret(9)),
+            Err(CryptoError::DuplicateKey { id }) if id == k1
+        ));
+        ring.insert(k2, secret(2)).unwrap();
+        ring.set_omi_key(Some(k1)).unwrap();
+        ring.set_active(k2).unwrap();
+        assert_eq!((ring.active_id(), ring.omi_key_id()), (k2, k1));
+        assert_eq!(
+            ring.omi_key("u").unwrap().expose_bytes(),
+            UserKey::derive(&secret(1), "u").expose_bytes()
+        );
+        assert_eq!(
+            ring.active_user_key("u").unwrap().expose_bytes(),
+            UserKey::derive(&secret(2), "u").expose_bytes()
+        );
+        // The pinned Omi key cannot be removed; unpinned, it follows the active id.
+        assert!(matches!(ring.remove(k1), Err(CryptoError::KeyInUse { .. })));
+        ring.set_omi_key(None).unwrap();
+        assert_eq!(ring.omi_key_id(), k2);
+        ring.remove(k1).unwrap();
+        assert_eq!(ring.ids().collect::<Vec<_>>(), [k2]);
+        assert!(matches!(
+            ring.set_active(k1),
+            Err(CryptoError::UnknownKey { id }) if id == k1
+        ));
+        assert!(matches!(ring.remove(k2), Err(CryptoError::KeyInUse { .. })));
+        assert!(matches!(
+            ring.set_omi_key(Some(KeyId::new(3))),
+            Err(CryptoError::UnknownKey { .. })
+        ));
+    }
+
+    #[test]
+    fn debug_shows_ids_not_bytes() {
+        let ring = Keyring::single(KeyId::new(1), secret(b'Z'));
+        let shown = format!("{ring:?}");
+        assert!(!shown.contains('Z') && !shown.contains("90"), "{shown}");
+        assert!(
+            shown.contains("k1") || shown.contains("KeyId(1)"),
+            "{shown}"
+        );
+    }
+}

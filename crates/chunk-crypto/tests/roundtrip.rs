@@ -1,0 +1,137 @@
+//! Property tests: seal/open round-trips, single-bit tampering, and total parsing of
+//! arbitrary bytes. Case counts follow `PROPTEST_CASES` (`cargo xtask proptest`).
+
+use chunk_crypto::pack::{PackOpener, PackSealer, SealParams, sealed_len};
+use chunk_crypto::{CryptoError, KeyId, UserKey, omi};
+use proptest::prelude::*;
+
+fn plaintexts() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 1..6)
+}
+
+fn seal_params() -> impl Strategy<Value = SealParams> {
+    (any::<u32>(), any::<[u8; 16]>(), any::<[u8; 7]>()).prop_map(|(id, salt, nonce_prefix)| {
+        SealParams {
+            key_id: KeyId::new(id),
+            salt,
+            nonce_prefix,
+        }
+    })
+}
+
+proptest! {
+    #[test]
+    fn prop_omi_frames_round_trip(key in any::<[u8; 32]>(), chunks in plaintexts()) {
+        let key = UserKey::from_bytes(key);
+        let mut object = Vec::new();
+        for chunk in &chunks {
+            omi::seal_frame(&key, chunk, &mut object).unwrap();
+        }
+        let total: usize = chunks.iter().map(|c| c.len() + omi::FRAME_OVERHEAD).sum();
+        prop_assert_eq!(object.len(), total);
+        let opened: Vec<Vec<u8>> = omi::open_object(&key, &object).collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(&opened, &chunks);
+        // Each frame's length prefix is 28 + plaintext length (compat §2.2).
+        let mut offset = 0;
+        for chunk in &chunks {
+            let declared = u32::from_be_bytes(object[offset..offset + 4].try_into().unwrap());
+            prop_assert_eq!(declared as usize, chunk.len() + omi::BODY_OVERHEAD);
+            offset += 4 + declared as usize;
+        }
+    }
+
+    #[test]
+    fn prop_omi_any_flipped_bit_is_caught(
+        key in any::<[u8; 32]>(),
+        chunks in plaintexts(),
+        pick in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let key = UserKey::from_bytes(key);
+        let mut object = Vec::new();
+        for chunk in &chunks {
+            omi::seal_frame(&key, chunk, &mut object).unwrap();
+        }
+        let at = pick.index(object.len());
+        object[at] ^= 1 << bit;
+        let results: Vec<_> = omi::open_object(&key, &object).collect();
+        prop_assert!(
+            results.iter().any(Result::is_err),
+            "flipping bit {} of byte {} went unnoticed", bit, at
+        );
+        prop_assert!(results.last().is_some_and(Result::is_err));
+    }
+
+    #[test]
+    fn prop_omi_open_is_total(key in any::<[u8; 32]>(), bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let key = UserKey::from_bytes(key);
+        let results: Vec<_> = omi::open_object(&key, &bytes).collect();
+        // Random bytes never authenticate; the walk ends, with at most one error, last.
+        let errors = results.iter().filter(|r| r.is_err()).count();
+        prop_assert!(errors <= 1);
+        prop_assert!(results.len() <= bytes.len() / 4 + 1);
+        if !bytes.is_empty() {
+            prop_assert!(results.last().is_some_and(Result::is_err));
+        }
+    }
+
+    #[test]
+    fn prop_pack_round_trip_in_any_order(
+        key in any::<[u8; 32]>(),
+        params in seal_params(),
+        chunks in plaintexts(),
+        header in prop::collection::vec(any::<u8>(), 0..64),
+        order in any::<u64>(),
+    ) {
+        let user = UserKey::from_bytes(key);
+        let mut sealer = PackSealer::with_params_for_tests(&user, params);
+        let last = chunks.len() - 1;
+        let mut sealed = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let aad = [&header[..], &(i as u32).to_be_bytes()].concat();
+            let frame = sealer.seal(i as u32, &aad, chunk, i == last).unwrap();
+            prop_assert_eq!(frame.len(), sealed_len(chunk.len()));
+            sealed.push(frame);
+        }
+        prop_assert!(sealer.is_finished());
+        let opener = PackOpener::new(&user, &SealParams::from_bytes(&params.to_bytes()));
+        // Open frames alone, in an order derived from `order` (a rotation of the indices).
+        let start = (order as usize) % chunks.len();
+        for k in 0..chunks.len() {
+            let i = (start + k) % chunks.len();
+            let aad = [&header[..], &(i as u32).to_be_bytes()].concat();
+            prop_assert_eq!(&opener.open(i as u32, &aad, &sealed[i], i == last).unwrap(), &chunks[i]);
+        }
+    }
+
+    #[test]
+    fn prop_pack_any_flipped_bit_is_caught(
+        key in any::<[u8; 32]>(),
+        params in seal_params(),
+        chunk in prop::collection::vec(any::<u8>(), 0..300),
+        aad in prop::collection::vec(any::<u8>(), 1..40),
+        target in 0u8..2,
+        pick in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let user = UserKey::from_bytes(key);
+        let mut sealer = PackSealer::with_params_for_tests(&user, params);
+        let mut sealed = sealer.seal(0, &aad, &chunk, true).unwrap();
+        let mut aad = aad;
+        if target == 0 {
+            let at = pick.index(sealed.len());
+            sealed[at] ^= 1 << bit;
+        } else {
+            let at = pick.index(aad.len());
+            aad[at] ^= 1 << bit;
+        }
+        let opener = PackOpener::new(&user, &params);
+        let result = opener.open(0, &aad, &sealed, true);
+        prop_assert!(matches!(result, Err(CryptoError::Decrypt { index: 0 })), "{:?}", result);
+    }
+
+    #[test]
+    fn prop_seal_params_bytes_round_trip(params in seal_params()) {
+        prop_assert_eq!(SealParams::from_bytes(&params.to_bytes()), params);
+    }
+}
