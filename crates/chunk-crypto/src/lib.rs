@@ -27,7 +27,8 @@
 //! - [`MasterSecret`] and [`UserKey`]: the Omi-exact key derivation (HKDF-SHA256, salt = uid,
 //!   info = `user-data-encryption`).
 //! - [`omi`]: Omi frames (`be_u32 L || nonce || ciphertext || tag`, no associated data).
-//! - [`pack`]: per-object keys and the STREAM nonce for native packs.
+//! - [`pack`]: per-object keys and the STREAM nonce for native packs; [`pack::PackSealer`] and
+//!   [`pack::PackOpener`] implement `chunk-format`'s pack sealing hooks.
 //! - [`Keyring`] and [`KeyId`]: several secrets for rotation and crypto-shredding.
 //!
 //! Byte layouts are documented in `docs/FORMAT.md` (section "Encryption").
