@@ -38,6 +38,7 @@ mod keyring;
 mod keys;
 pub mod omi;
 pub mod pack;
+mod pack_format;
 
 pub use error::{CryptoError, Result};
 pub use keyring::{KeyId, Keyring};
