@@ -1,0 +1,132 @@
+//! Deletes: batches of objects through OpenDAL's `Deleter`, and verified prefix purges.
+
+use crate::error::{Result, StoreError, StoreOp};
+use crate::list::{Found, PrefixLister};
+use crate::path::{check_object_path, check_prefix};
+use crate::store::Store;
+
+/// What [`Store::purge_prefix`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgeReport {
+    /// Objects deleted.
+    pub deleted: usize,
+    /// Directories removed (fs only; object stores have none).
+    pub dirs_removed: usize,
+}
+
+/// How many leftover paths a [`StoreError::PurgeIncomplete`] names.
+const SAMPLE: usize = 10;
+
+impl Store {
+    /// Deletes the objects at `paths` in as few requests as the backend allows (S3: 1000 per
+    /// request) and returns how many paths were submitted. Deleting a missing object is not an
+    /// error. Every path is checked before anything is deleted.
+    pub async fn delete_many<I>(&self, paths: I) -> Result<usize>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let paths: Vec<I::Item> = paths.into_iter().collect();
+        for path in &paths {
+            check_object_path(path.as_ref())?;
+        }
+        let Some(first) = paths.first() else {
+            return Ok(0);
+        };
+        let mut deleter = self
+            .inner
+            .op
+            .deleter()
+            .await
+            .map_err(|err| StoreError::backend(StoreOp::Delete, first.as_ref(), err))?;
+        for path in &paths {
+            let path = path.as_ref();
+            deleter
+                .delete(path)
+                .await
+                .map_err(|err| StoreError::backend(StoreOp::Delete, path, err))?;
+        }
+        deleter
+            .close()
+            .await
+            .map_err(|err| StoreError::backend(StoreOp::Delete, first.as_ref(), err))?;
+        Ok(paths.len())
+    }
+
+    /// Deletes everything under `prefix` (which must end with `/`; the whole bucket is
+    /// refused), then lists the prefix again and fails with [`StoreError::PurgeIncomplete`]
+    /// if anything is left. The trailing `/` keeps `chunks/u1/` from touching `chunks/u10/`.
+    ///
+    /// Objects are deleted as the listing streams (bounded memory). On fs the emptied
+    /// directories are removed too, so no directory named after a user or conversation stays.
+    pub async fn purge_prefix(&self, prefix: &str) -> Result<PurgeReport> {
+        check_prefix(prefix, false)?;
+        let mut report = PurgeReport::default();
+        let mut dirs = Vec::new();
+        {
+            let mut lister = PrefixLister::new(self, prefix, true).await?;
+            let mut deleter = self
+                .inner
+                .op
+                .deleter()
+                .await
+                .map_err(|err| StoreError::backend(StoreOp::Delete, prefix, err))?;
+            while let Some(found) = lister.next().await? {
+                match found {
+                    Found::File { path, .. } => {
+                        deleter
+                            .delete(path.as_str())
+                            .await
+                            .map_err(|err| StoreError::backend(StoreOp::Delete, &path, err))?;
+                        report.deleted += 1;
+                    }
+                    Found::Dir { path } => dirs.push(path),
+                }
+            }
+            deleter
+                .close()
+                .await
+                .map_err(|err| StoreError::backend(StoreOp::Delete, prefix, err))?;
+        }
+        if self.scheme() == "fs" {
+            report.dirs_removed = self.remove_empty_dirs(prefix, dirs).await;
+        }
+        let mut lister = PrefixLister::new(self, prefix, true).await?;
+        let mut remaining = 0;
+        let mut sample = Vec::new();
+        while let Some(found) = lister.next().await? {
+            if let Found::File { path, .. } = found {
+                remaining += 1;
+                if sample.len() < SAMPLE {
+                    sample.push(path);
+                }
+            }
+        }
+        if remaining > 0 {
+            return Err(StoreError::PurgeIncomplete {
+                prefix: prefix.to_owned(),
+                remaining,
+                sample,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Removes fs directories deepest first, the prefix itself last. A directory that is not
+    /// empty (something was written meanwhile) stays; the verifying listing reports its files.
+    async fn remove_empty_dirs(&self, prefix: &str, mut dirs: Vec<String>) -> usize {
+        dirs.push(prefix.to_owned());
+        dirs.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        dirs.dedup();
+        let mut removed = 0;
+        for dir in dirs {
+            match self.inner.op.delete(&dir).await {
+                Ok(()) => removed += 1,
+                Err(err) => {
+                    tracing::debug!(dir = %dir, error = %err, "directory left in place after purge");
+                }
+            }
+        }
+        removed
+    }
+}
