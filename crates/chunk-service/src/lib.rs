@@ -1,5 +1,61 @@
-//! chunkvault behaviour over a store.
+//! chunkvault's storage behaviour over a store: Omi-compatible upload, batch upload, list,
+//! delete, download-and-merge, conversation delete and user purge — with Omi's bugs fixed.
 //!
-//! This crate will hold protection levels, single and batch upload, listing, delete,
-//! download-and-merge, conversation delete and user purge, the recording batcher, the durable
-//! spool and compaction. It is empty until the service issue lands.
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use chunk_crypto::{KeyId, Keyring, MasterSecret};
+//! use chunk_format::Timestamp;
+//! use chunk_service::{
+//!     Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
+//!     ServiceConfig,
+//! };
+//! use chunk_store::{ConversationId, Store, UserId};
+//!
+//! let store = Store::from_uri("fs://./chunkvault-data")?;
+//! let keyring = Keyring::single(KeyId::new(1), MasterSecret::new(b"omi_".repeat(16))?);
+//! let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Enhanced));
+//! let service = ChunkService::new(store, Some(keyring), levels, ServiceConfig::default())?;
+//!
+//! let (uid, conv) = (UserId::new("user-1")?, ConversationId::new("conv-1")?);
+//! let t0 = Timestamp::from_f64(1786961845.727)?;
+//! let chunks = vec![Chunk::new(t0, vec![0u8; 160_000])];
+//! service.upload_batch(&uid, &conv, chunks, None).await?;
+//!
+//! let request = DownloadRequest::Timestamps(vec![t0]);
+//! let pcm = service.download(&uid, &conv, &request, DownloadOptions::default()).await?;
+//! assert_eq!(pcm.collect_vec().await?.len(), 160_000);
+//! # Ok(()) }
+//! ```
+//!
+//! Where Omi's behaviour is wrong this crate is right on purpose (docs/COMPATIBILITY.md):
+//! batches are found by any timestamp in their range (not only their start), a timestamp listed
+//! twice is used once, timestamps match at millisecond precision, odd byte counts are trimmed
+//! per chunk, and `e2ee` payloads are reported as client-sealed rather than silently stored as
+//! if protected.
+
+mod config;
+mod decode;
+mod delete;
+mod download;
+mod error;
+mod level;
+mod list;
+mod recorder;
+mod service;
+pub mod spool;
+mod timeline;
+mod upload;
+
+pub use config::{BatchLayout, EncryptionPolicy, ServiceConfig, SingleFormat};
+pub use delete::DeleteReport;
+pub use download::{DownloadOptions, DownloadRequest, PcmStream};
+pub use error::ServiceError;
+pub use level::{InMemoryLevels, LevelLookupError, ProtectionLevel, ProtectionLevels, UnknownLevel};
+pub use list::{ConversationListing, ForeignEntry, ListEntry};
+pub use recorder::{
+    Durability, FlushCounts, FlushError, FlushReason, RecoveredConversation, Recorder,
+    RecorderConfig, RecorderError, RecorderStats, RecoveryReport, RetryPolicy,
+};
+pub use service::ChunkService;
+pub use upload::{Chunk, Sealing, UploadReport};

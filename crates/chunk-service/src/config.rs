@@ -1,0 +1,63 @@
+//! Service configuration: one struct, no boolean parameters on the calls.
+
+use std::num::NonZeroUsize;
+
+/// What the service writes for a batch upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchLayout {
+    /// Omi's layout: `FIRST-LAST.batch.{bin,enc}` (raw PCM concatenated, or one Omi frame per
+    /// chunk). Readable by Omi's own code.
+    #[default]
+    Omi,
+    /// One object per chunk (`TS.bin` / `TS.enc`), as Omi does with batching disabled.
+    PerChunk,
+}
+
+/// What the service writes for a single-chunk upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SingleFormat {
+    /// Raw PCM: `TS.bin` / `TS.enc` (Omi V0 and V1 with Opus off).
+    #[default]
+    Pcm,
+}
+
+/// Whether the service holds key material, and what happens to `enhanced` users without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncryptionPolicy {
+    /// The service must be constructed with a key ring; construction fails without one.
+    #[default]
+    Required,
+    /// No key ring is needed. Uploads for `enhanced` users then fail with
+    /// [`crate::ServiceError::NoKeyMaterial`] — the service never writes their audio in plaintext.
+    Disabled,
+}
+
+/// Configuration of a [`crate::ChunkService`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// What batch uploads write.
+    pub batch_layout: BatchLayout,
+    /// What single-chunk uploads write.
+    pub single_format: SingleFormat,
+    /// Key material policy (fail closed by default).
+    pub encryption: EncryptionPolicy,
+    /// Objects fetched concurrently by a download (Omi: 8 per call).
+    pub download_concurrency: NonZeroUsize,
+    /// Upper bound on the bytes of objects a download holds in flight; the concurrency is
+    /// lowered so that `concurrency × largest object` stays under it (at least one object).
+    pub download_memory_budget: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            batch_layout: BatchLayout::Omi,
+            single_format: SingleFormat::Pcm,
+            encryption: EncryptionPolicy::Required,
+            download_concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+            download_memory_budget: 16 * 1024 * 1024,
+        }
+    }
+}

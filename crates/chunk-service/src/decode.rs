@@ -1,0 +1,56 @@
+//! Turning one stored object's bytes into PCM pieces, by the kind its name says.
+
+use bytes::Bytes;
+use chunk_crypto::UserKey;
+use chunk_format::ObjectKind;
+
+use crate::ServiceError;
+
+/// Drops a trailing odd byte so the piece holds whole PCM16 samples.
+///
+/// Applied per chunk wherever chunk boundaries are known (each frame of a `.batch.enc`, each
+/// pack chunk); a `.batch.bin` records no boundaries, so only its end can be trimmed.
+pub(crate) fn trim_to_samples(mut pcm: Bytes) -> Bytes {
+    if pcm.len() % 2 == 1 {
+        pcm.truncate(pcm.len() - 1);
+    }
+    pcm
+}
+
+/// Decodes an Omi object into contiguous PCM pieces (one per chunk where the object records
+/// chunk boundaries). `key` is needed for the encrypted kinds.
+pub(crate) fn decode_omi_object(
+    path: &str,
+    kind: ObjectKind,
+    bytes: Bytes,
+    key: Option<&UserKey>,
+) -> Result<Vec<Bytes>, ServiceError> {
+    match kind {
+        ObjectKind::Bin | ObjectKind::BatchBin => Ok(vec![trim_to_samples(bytes)]),
+        ObjectKind::Enc | ObjectKind::BatchEnc => {
+            let key = key.ok_or_else(|| ServiceError::Decode {
+                path: path.to_owned(),
+                reason: "encrypted object but the service has no key material".to_owned(),
+            })?;
+            chunk_crypto::omi::open_object(key, &bytes)
+                .map(|plain| {
+                    plain
+                        .map(|plain| trim_to_samples(Bytes::from(plain)))
+                        .map_err(|source| ServiceError::Crypto {
+                            path: path.to_owned(),
+                            source,
+                        })
+                })
+                .collect()
+        }
+        ObjectKind::Opus | ObjectKind::OpusEnc => Err(ServiceError::Decode {
+            path: path.to_owned(),
+            reason: "Opus objects cannot be decoded yet (the Opus codec is not built in)"
+                .to_owned(),
+        }),
+        ObjectKind::Pack => Err(ServiceError::Decode {
+            path: path.to_owned(),
+            reason: "pack objects are decoded by the pack reader".to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,66 @@
+//! The service's error type: what went wrong, and with which object or user.
+
+use chunk_store::StoreError;
+
+/// Everything a service call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The object store failed (the error names the path and operation).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An id was rejected before it could become a path.
+    #[error(transparent)]
+    Id(#[from] chunk_store::IdError),
+    /// The user database failed.
+    #[error(transparent)]
+    Level(#[from] crate::level::LevelLookupError),
+    /// Nothing to download: no requested timestamp has audio (Omi's `FileNotFoundError`).
+    #[error("no audio found for conversation {conversation} of user {uid}")]
+    NoAudio {
+        /// The user.
+        uid: String,
+        /// The conversation.
+        conversation: String,
+    },
+    /// An object with this name exists and holds different audio; the service never overwrites.
+    #[error("{path} already exists with different content; refusing to overwrite")]
+    Conflict {
+        /// The object path.
+        path: String,
+    },
+    /// An `enhanced` user's audio must be sealed but the service has no key material.
+    #[error("user {uid} is at level enhanced but the service has no key material; refusing to store plaintext")]
+    NoKeyMaterial {
+        /// The user.
+        uid: String,
+    },
+    /// The configuration asks for encryption but no key ring was given.
+    #[error("encryption is required by the configuration but no key material was given")]
+    MissingKeyring,
+    /// Decryption or key lookup failed for an object.
+    #[error("{path}: {source}")]
+    Crypto {
+        /// The object path.
+        path: String,
+        /// What failed.
+        source: chunk_crypto::CryptoError,
+    },
+    /// An object's bytes could not be decoded as its name says.
+    #[error("{path}: {reason}")]
+    Decode {
+        /// The object path.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The call's arguments were rejected.
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
+}
+
+impl ServiceError {
+    /// Whether retrying the same call may succeed (temporary backend errors only).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, ServiceError::Store(e) if e.is_temporary())
+    }
+}

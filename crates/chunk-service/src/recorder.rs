@@ -1,0 +1,1071 @@
+//! The recording batcher: turns a live stream of short chunks into few large objects without
+//! losing audio.
+//!
+//! [`Recorder::push`] acknowledges a chunk once it is safe: with a spool, once its record is
+//! fsync'd to the local spool ([`crate::spool`]); without one, once it is held in memory (Omi's
+//! behaviour, which a crash can lose). Chunks are grouped per conversation into pending batches
+//! that are uploaded through [`ChunkService::upload_batch`] when they reach their duration,
+//! chunk count or byte limit ([`FlushReason::Full`]), when the user switches conversation, when
+//! they get too old (at the next push, or [`Recorder::flush_due`]), and on [`Recorder::close`].
+//!
+//! Guarantees:
+//!
+//! - **Ack means durable.** An `Ok` from `push` means the chunk is in the spool (or, without a
+//!   spool, in memory); an `Err` means it was not accepted and the caller still owns it.
+//! - **Nothing is dropped by policy.** A batch leaves the spool only after the store confirmed
+//!   its write. Temporary upload errors are retried with exponential backoff; a batch whose
+//!   upload still fails (or fails permanently) is *held* and retried by later
+//!   [`Recorder::flush_due`] / [`Recorder::close`] calls and by the next [`Recorder::open`].
+//! - **Exactly once.** Each chunk is in exactly one batch; a batch always becomes the same
+//!   object (same name, create-only write; an identical object already there is a no-op), so a
+//!   replay after a crash never duplicates audio. A push whose timestamp is not after the
+//!   conversation's last held chunk is refused as [`RecorderError::Duplicate`]: after a crash a
+//!   chunk may be durable without the caller having seen its ack, and the caller resumes after
+//!   [`Recorder::resume_point`] instead of pushing it twice.
+//! - **Bounded memory.** The PCM bytes of pending, uploading and held batches are capped by
+//!   [`RecorderConfig::budget_bytes`] (memory without a spool, disk with one; with a spool only
+//!   uploading batches are in memory). A push that does not fit first uploads the oldest held or
+//!   pending batches (the push waits), and fails with [`RecorderError::Backpressure`] if that
+//!   cannot free room.
+//!
+//! Uploads triggered by a push run in the background (the push returns at the ack); uploads of
+//! `flush_due`, `close` and budget flushes are awaited. Every public call runs to completion
+//! even if the caller drops its future, so a cancelled call never loses track of a chunk.
+//!
+//! Each flush emits a `tracing` event (`batch flushed`: `reason`, `chunks`, `bytes`,
+//! `audio_ms`, `attempts`, `objects_written`, `paths`) and is counted per reason in
+//! [`RecorderStats::flushes`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chunk_format::{ObjectKind, Timestamp};
+use chunk_store::{ConversationId, UserId};
+use tokio::sync::{Mutex, Notify};
+use tokio::time::Instant;
+
+use crate::level::ProtectionLevel;
+use crate::spool::{SegmentHeader, Spool, SpoolError};
+use crate::upload::{Chunk, UploadReport};
+use crate::{ChunkService, ServiceError};
+
+/// Upload attempts a push makes to free budget before it fails with backpressure.
+const BUDGET_ROUNDS: usize = 8;
+/// Conversations whose last timestamp the recorder remembers when they have nothing pending
+/// or held (older marks are forgotten past this; [`Recorder::resume_point`] restores one).
+const HIGH_WATER_CAP: usize = 65_536;
+
+/// How upload failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per flush (at least 1); only temporary errors are retried.
+    pub max_attempts: u32,
+    /// Delay before the second attempt; doubled each time.
+    pub initial_backoff: Duration,
+    /// Largest delay between attempts.
+    pub max_backoff: Duration,
+    /// Largest delay before [`Recorder::flush_due`] retries a held batch again (the delay
+    /// starts at `max_backoff` and doubles per failed flush).
+    pub held_retry_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            held_retry_max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before a held batch that failed `failures` flushes is retried by `flush_due`.
+    fn held_delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(16);
+        self.max_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.held_retry_max)
+    }
+}
+
+/// Recorder configuration. Start from a preset: [`RecorderConfig::omi`] or
+/// [`RecorderConfig::spool`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderConfig {
+    /// Flush a batch once it holds this much audio.
+    pub max_batch_duration: Duration,
+    /// Flush a batch once it holds this many chunks.
+    pub max_batch_chunks: usize,
+    /// Flush a batch once it holds this many PCM bytes.
+    pub max_batch_bytes: usize,
+    /// Flush a batch whose first chunk arrived this long ago (checked at each push of its
+    /// conversation and by [`Recorder::flush_due`]).
+    pub max_age: Duration,
+    /// Sample rate of the PCM16 mono chunks, for durations.
+    pub sample_rate: u32,
+    /// PCM bytes of pending, uploading and held batches the recorder may keep (memory without
+    /// a spool, disk with one) before pushes wait and then fail.
+    pub budget_bytes: usize,
+    /// Retries of a failed upload.
+    pub retry: RetryPolicy,
+    /// Directory of the durable spool; `None` holds batches in memory only.
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl RecorderConfig {
+    /// Omi's pusher numbers: 60 s batches, flushed at 60 s of age, a 20 MiB memory budget, no
+    /// spool (a crash loses what is buffered).
+    pub fn omi() -> RecorderConfig {
+        RecorderConfig {
+            max_batch_duration: Duration::from_secs(60),
+            max_batch_chunks: 1_000,
+            max_batch_bytes: 64 * 1024 * 1024,
+            max_age: Duration::from_secs(60),
+            sample_rate: 16_000,
+            budget_bytes: 20 * 1024 * 1024,
+            retry: RetryPolicy::default(),
+            spool_dir: None,
+        }
+    }
+
+    /// The spool preset: 10-minute batches (at most 6 writes per recorded hour) made safe by a
+    /// durable local spool in `dir`, with a 1 GiB spool budget. The age limit is 11 minutes, so
+    /// a live stream's batches fill up by duration before they age out (a stalled stream is
+    /// still flushed).
+    pub fn spool(dir: impl Into<PathBuf>) -> RecorderConfig {
+        RecorderConfig {
+            max_batch_duration: Duration::from_secs(600),
+            max_age: Duration::from_secs(660),
+            budget_bytes: 1024 * 1024 * 1024,
+            spool_dir: Some(dir.into()),
+            ..RecorderConfig::omi()
+        }
+    }
+}
+
+/// Why a batch was flushed (exported in tracing events and [`RecorderStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlushReason {
+    /// The batch reached its duration, chunk count or byte limit.
+    Full,
+    /// The batch's first chunk is older than `max_age`.
+    Age,
+    /// The user pushed a chunk for another conversation.
+    ConversationSwitch,
+    /// The budget was full and a push needed room.
+    Budget,
+    /// [`Recorder::close`].
+    Close,
+    /// Replay of a batch found in the spool at start.
+    Replay,
+    /// A retry of a batch whose earlier upload failed.
+    Retry,
+}
+
+impl FlushReason {
+    /// The reason's name as tracing and metrics report it (`full`, `age`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushReason::Full => "full",
+            FlushReason::Age => "age",
+            FlushReason::ConversationSwitch => "conversation-switch",
+            FlushReason::Budget => "budget",
+            FlushReason::Close => "close",
+            FlushReason::Replay => "replay",
+            FlushReason::Retry => "retry",
+        }
+    }
+}
+
+impl std::fmt::Display for FlushReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a batch could not be flushed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlushError {
+    /// The upload failed (after retries, if the error was temporary).
+    #[error(transparent)]
+    Upload(#[from] ServiceError),
+    /// The batch could not be read back from the spool.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+impl FlushError {
+    /// Whether a later retry may succeed without anyone intervening.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            FlushError::Upload(error) => error.is_temporary(),
+            FlushError::Spool(_) => false,
+        }
+    }
+}
+
+/// Errors of the recorder. A push that returns an error did **not** acknowledge its chunk.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The budget is full and flushing could not free room (uploads are failing).
+    #[error("recorder budget full: {used_bytes} bytes held, budget {budget_bytes}; the chunk was not accepted{}", last_error.as_ref().map(|e| format!(" (upload: {e})")).unwrap_or_default())]
+    Backpressure {
+        /// PCM bytes held (pending, uploading and held batches).
+        used_bytes: usize,
+        /// The budget.
+        budget_bytes: usize,
+        /// The upload failure that kept the push from freeing room, if one was tried.
+        last_error: Option<Arc<FlushError>>,
+    },
+    /// The conversation already holds a chunk at or after this timestamp (spooled, pending,
+    /// uploaded by this recorder, or found by [`Recorder::resume_point`]); the chunk was not
+    /// stored again. A retransmitted chunk gets this, and so does an out-of-order one.
+    #[error("chunk at {timestamp} of conversation {conversation} (user {uid}) is not after the last held chunk ({last}); not stored again")]
+    Duplicate {
+        /// The user.
+        uid: String,
+        /// The conversation.
+        conversation: String,
+        /// The refused chunk's start.
+        timestamp: Timestamp,
+        /// The start of the conversation's last held chunk.
+        last: Timestamp,
+    },
+    /// Batches are held after failed uploads (in the spool, or in memory without one); they
+    /// are retried by the next [`Recorder::flush_due`] or [`Recorder::close`] (and, with a
+    /// spool, by the next [`Recorder::open`]).
+    #[error("{batches} batch(es) ({bytes} bytes) held after failed uploads; last error: {error}")]
+    Held {
+        /// Batches held.
+        batches: usize,
+        /// Their PCM bytes.
+        bytes: usize,
+        /// The most recent failure.
+        #[source]
+        error: Arc<FlushError>,
+    },
+    /// Listing the conversation for [`Recorder::resume_point`] failed.
+    #[error("listing the conversation to resume: {0}")]
+    Listing(#[source] ServiceError),
+    /// The recorder was closed.
+    #[error("the recorder is closed")]
+    Closed,
+    /// A recorder task failed to run to completion (it panicked, or the runtime shut down).
+    #[error("recorder task failed: {0}")]
+    Task(String),
+}
+
+/// What a successful push means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync'd to the local spool: survives a crash.
+    Spooled,
+    /// Held in process memory only: a crash loses it.
+    Memory,
+}
+
+/// Flushes of one reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FlushCounts {
+    /// Batches flushed.
+    pub batches: u64,
+    /// Chunks in them.
+    pub chunks: u64,
+    /// PCM bytes in them.
+    pub bytes: u64,
+}
+
+/// Counters and gauges of the recorder's work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecorderStats {
+    /// Chunks acknowledged.
+    pub chunks_acked: u64,
+    /// Pushes refused as [`RecorderError::Duplicate`].
+    pub duplicates: u64,
+    /// Pushes refused as [`RecorderError::Backpressure`].
+    pub backpressure: u64,
+    /// Batches uploaded, by reason.
+    pub flushes: BTreeMap<FlushReason, FlushCounts>,
+    /// Upload attempts that failed.
+    pub failed_attempts: u64,
+    /// Batches accepting chunks.
+    pub pending_batches: usize,
+    /// Their PCM bytes.
+    pub pending_bytes: usize,
+    /// Batches being uploaded.
+    pub in_flight_batches: usize,
+    /// Their PCM bytes.
+    pub in_flight_bytes: usize,
+    /// Batches held after failed uploads.
+    pub held_batches: usize,
+    /// Their PCM bytes.
+    pub held_bytes: usize,
+}
+
+/// A conversation found in the spool by [`Recorder::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredConversation {
+    /// The user.
+    pub uid: UserId,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Chunks the spool held for it.
+    pub chunks: usize,
+    /// The start of its last spooled chunk: a caller resuming this conversation pushes only
+    /// chunks after it (this chunk may never have been acknowledged to the caller).
+    pub last: Timestamp,
+}
+
+/// What [`Recorder::open`] found and replayed.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// Segments found in the spool.
+    pub segments: usize,
+    /// Chunks they held.
+    pub chunks: usize,
+    /// PCM bytes they held.
+    pub pcm_bytes: u64,
+    /// Torn tail bytes cut.
+    pub cut_bytes: u64,
+    /// Segments uploaded (or found already stored) and removed during recovery.
+    pub uploaded: usize,
+    /// Segments whose upload failed; they are held for retry.
+    pub held: usize,
+    /// The last failure of a held segment.
+    pub error: Option<Arc<FlushError>>,
+    /// Per conversation, what the spool held.
+    pub conversations: Vec<RecoveredConversation>,
+}
+
+type Key = (UserId, ConversationId);
+
+#[derive(Debug)]
+struct Batch {
+    key: Key,
+    level: Option<ProtectionLevel>,
+    /// Chunks held in memory (no spool).
+    chunks: Vec<Chunk>,
+    /// Spool segment holding the chunks (spool mode).
+    segment: Option<u64>,
+    count: usize,
+    bytes: usize,
+    samples: u64,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    opened: Instant,
+    /// Failed flushes so far.
+    failures: u32,
+    /// When `flush_due` may retry it (held batches).
+    retry_at: Instant,
+    /// Its last failure (held batches).
+    error: Option<Arc<FlushError>>,
+}
+
+impl Batch {
+    fn new(key: Key, level: Option<ProtectionLevel>, segment: Option<u64>) -> Batch {
+        let now = Instant::now();
+        Batch {
+            key,
+            level,
+            chunks: Vec::new(),
+            segment,
+            count: 0,
+            bytes: 0,
+            samples: 0,
+            first: None,
+            last: None,
+            opened: now,
+            failures: 0,
+            retry_at: now,
+            error: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: Vec<Batch>,
+    held: Vec<Batch>,
+    in_flight: usize,
+    in_flight_bytes: usize,
+    /// Per conversation, the start of the last chunk held (spooled, pending, uploaded by this
+    /// recorder or found by `resume_point`).
+    high_water: HashMap<Key, Timestamp>,
+    current: HashMap<UserId, ConversationId>,
+    stats: RecorderStats,
+    closed: bool,
+}
+
+impl State {
+    fn used_bytes(&self) -> usize {
+        let resting: usize = self.pending.iter().chain(&self.held).map(|b| b.bytes).sum();
+        resting + self.in_flight_bytes
+    }
+
+    fn check_open(&self) -> Result<(), RecorderError> {
+        if self.closed {
+            Err(RecorderError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_new(&mut self, key: &Key, timestamp: Timestamp) -> Result<(), RecorderError> {
+        match self.high_water.get(key) {
+            Some(&last) if timestamp <= last => {
+                self.stats.duplicates += 1;
+                Err(RecorderError::Duplicate {
+                    uid: key.0.to_string(),
+                    conversation: key.1.to_string(),
+                    timestamp,
+                    last,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn raise_high_water(&mut self, key: &Key, timestamp: Timestamp) {
+        let mark = self.high_water.entry(key.clone()).or_insert(timestamp);
+        *mark = (*mark).max(timestamp);
+        if self.high_water.len() > HIGH_WATER_CAP {
+            let live: Vec<Key> = self
+                .pending
+                .iter()
+                .chain(&self.held)
+                .map(|b| b.key.clone())
+                .chain(self.current.iter().map(|(u, c)| (u.clone(), c.clone())))
+                .collect();
+            self.high_water.retain(|k, _| live.contains(k));
+        }
+    }
+
+    /// Takes a batch out of `pending` or `held` for an upload and counts it in flight.
+    fn start_upload(&mut self, batch: Batch) -> Batch {
+        self.in_flight += 1;
+        self.in_flight_bytes += batch.bytes;
+        batch
+    }
+
+    fn take_pending(&mut self, key: &Key) -> Option<Batch> {
+        let index = self.pending.iter().position(|b| &b.key == key)?;
+        let batch = self.pending.swap_remove(index);
+        Some(self.start_upload(batch))
+    }
+
+    /// `Err(Held)` if any batch is held.
+    fn held_result(&self) -> Result<(), RecorderError> {
+        let Some(latest) = self.held.iter().filter_map(|b| b.error.clone()).last() else {
+            return Ok(());
+        };
+        Err(RecorderError::Held {
+            batches: self.held.len(),
+            bytes: self.held.iter().map(|b| b.bytes).sum(),
+            error: latest,
+        })
+    }
+}
+
+struct Inner {
+    service: ChunkService,
+    config: RecorderConfig,
+    spool: Option<Arc<std::sync::Mutex<Spool>>>,
+    state: Mutex<State>,
+    /// Notified when the last in-flight upload finishes.
+    idle: Notify,
+}
+
+/// The recording batcher (see the module docs). Cheap to clone; clones share the batches.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a recorder call as its own task, so that it completes even if the caller's future is
+/// dropped.
+async fn detach<T: Send + 'static>(
+    work: impl Future<Output = Result<T, RecorderError>> + Send + 'static,
+) -> Result<T, RecorderError> {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|join| Err(RecorderError::Task(join.to_string())))
+}
+
+impl Recorder {
+    /// Opens a recorder. With a spool directory, first recovers and replays what the spool
+    /// holds: each segment left by an earlier process is uploaded (create-only, so a batch
+    /// that was already stored is a no-op) and removed; segments whose upload fails stay held.
+    /// The report lists, per conversation, the last spooled chunk (see
+    /// [`Recorder::resume_point`]).
+    pub async fn open(
+        service: ChunkService,
+        config: RecorderConfig,
+    ) -> Result<(Recorder, RecoveryReport), RecorderError> {
+        detach(Inner::open(service, config)).await
+    }
+
+    /// Accepts one chunk. Returns once it is durable (spool) or held (memory); an `Err` means
+    /// the chunk was not accepted and the caller still owns it.
+    ///
+    /// Timestamps of one conversation must increase: a chunk at or before the conversation's
+    /// last held chunk is [`RecorderError::Duplicate`]. A chunk for another conversation of the
+    /// same user flushes the user's previous conversation. `level` is the user's protection
+    /// level if the caller has it cached (else it is looked up once per batch at upload).
+    pub async fn push(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        timestamp: Timestamp,
+        pcm: impl Into<Bytes>,
+        level: Option<ProtectionLevel>,
+    ) -> Result<Durability, RecorderError> {
+        let inner = self.inner.clone();
+        let key = (uid.clone(), conversation.clone());
+        let pcm = pcm.into();
+        detach(async move { inner.push(key, timestamp, pcm, level).await }).await
+    }
+
+    /// Waits for uploads in flight, retries held batches that are due, and flushes batches
+    /// older than `max_age`. Call it periodically (Omi's loop ticks every second).
+    ///
+    /// Returns [`RecorderError::Held`] while any batch is held after a failed upload.
+    pub async fn flush_due(&self) -> Result<(), RecorderError> {
+        let inner = self.inner.clone();
+        detach(async move { inner.flush_due().await }).await
+    }
+
+    /// Stops accepting chunks, waits for uploads in flight, and flushes every pending and held
+    /// batch. Returns [`RecorderError::Held`] if a batch could not be uploaded: it stays held
+    /// (call `close` again to retry) and, with a spool, in the spool for the next
+    /// [`Recorder::open`].
+    pub async fn close(&self) -> Result<(), RecorderError> {
+        let inner = self.inner.clone();
+        detach(async move { inner.close().await }).await
+    }
+
+    /// The start of the last chunk of this conversation that the recorder holds or the store
+    /// has, found with one listing of the conversation; `None` if there is none. A caller
+    /// resuming a stream (after a crash, or in another process) pushes only chunks after it:
+    /// the recorder refuses earlier ones as [`RecorderError::Duplicate`] from then on.
+    ///
+    /// For a pack, whose name records the end of its audio, the mark is one millisecond
+    /// before that end.
+    pub async fn resume_point(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<Option<Timestamp>, RecorderError> {
+        let inner = self.inner.clone();
+        let key = (uid.clone(), conversation.clone());
+        detach(async move { inner.resume_point(key).await }).await
+    }
+
+    /// The start of the last chunk of this conversation the recorder knows it holds (spooled,
+    /// pending, uploaded by it, or found by [`Recorder::resume_point`]), without any I/O.
+    pub async fn last_held(&self, uid: &UserId, conversation: &ConversationId) -> Option<Timestamp> {
+        let key = (uid.clone(), conversation.clone());
+        self.inner.state.lock().await.high_water.get(&key).copied()
+    }
+
+    /// A snapshot of the recorder's counters and gauges.
+    pub async fn stats(&self) -> RecorderStats {
+        let state = self.inner.state.lock().await;
+        let mut stats = state.stats.clone();
+        stats.pending_batches = state.pending.len();
+        stats.pending_bytes = state.pending.iter().map(|b| b.bytes).sum();
+        stats.in_flight_batches = state.in_flight;
+        stats.in_flight_bytes = state.in_flight_bytes;
+        stats.held_batches = state.held.len();
+        stats.held_bytes = state.held.iter().map(|b| b.bytes).sum();
+        stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RecorderConfig {
+        &self.inner.config
+    }
+}
+
+impl Inner {
+    async fn open(
+        service: ChunkService,
+        config: RecorderConfig,
+    ) -> Result<(Recorder, RecoveryReport), RecorderError> {
+        let mut report = RecoveryReport::default();
+        let mut recovered = Vec::new();
+        let spool = match &config.spool_dir {
+            None => None,
+            Some(dir) => {
+                let dir = dir.clone();
+                let (spool, found) = blocking(move || Spool::open(dir)).await?;
+                report.segments = found.len();
+                for info in found {
+                    report.chunks += info.chunks;
+                    report.pcm_bytes += info.pcm_bytes;
+                    report.cut_bytes += info.cut_bytes;
+                    let key = (info.header.uid, info.header.conversation);
+                    match report
+                        .conversations
+                        .iter_mut()
+                        .find(|c| c.uid == key.0 && c.conversation == key.1)
+                    {
+                        Some(seen) => {
+                            seen.chunks += info.chunks;
+                            seen.last = seen.last.max(info.last);
+                        }
+                        None => report.conversations.push(RecoveredConversation {
+                            uid: key.0.clone(),
+                            conversation: key.1.clone(),
+                            chunks: info.chunks,
+                            last: info.last,
+                        }),
+                    }
+                    let mut batch = Batch::new(key, info.header.level, Some(info.id));
+                    batch.count = info.chunks;
+                    batch.bytes = usize::try_from(info.pcm_bytes).unwrap_or(usize::MAX);
+                    batch.samples = info.pcm_bytes / 2;
+                    batch.first = Some(info.first);
+                    batch.last = Some(info.last);
+                    recovered.push(batch);
+                }
+                Some(Arc::new(std::sync::Mutex::new(spool)))
+            }
+        };
+        let inner = Arc::new(Inner {
+            service,
+            config,
+            spool,
+            state: Mutex::new(State::default()),
+            idle: Notify::new(),
+        });
+        let batches = {
+            let mut state = inner.state.lock().await;
+            for conversation in &report.conversations {
+                let key = (conversation.uid.clone(), conversation.conversation.clone());
+                state.raise_high_water(&key, conversation.last);
+            }
+            recovered
+                .into_iter()
+                .map(|b| state.start_upload(b))
+                .collect::<Vec<_>>()
+        };
+        for batch in batches {
+            match inner.upload(batch, FlushReason::Replay).await {
+                Ok(()) => report.uploaded += 1,
+                Err(error) => {
+                    report.held += 1;
+                    report.error = Some(error);
+                }
+            }
+        }
+        if report.segments > 0 {
+            tracing::info!(
+                segments = report.segments,
+                chunks = report.chunks,
+                cut_bytes = report.cut_bytes,
+                uploaded = report.uploaded,
+                held = report.held,
+                "spool replayed"
+            );
+        }
+        Ok((Recorder { inner }, report))
+    }
+
+    async fn push(
+        self: Arc<Self>,
+        key: Key,
+        timestamp: Timestamp,
+        pcm: Bytes,
+        level: Option<ProtectionLevel>,
+    ) -> Result<Durability, RecorderError> {
+        let budget = self.config.budget_bytes;
+        // A chunk for another conversation of the same user flushes the previous one.
+        let switched = {
+            let mut state = self.state.lock().await;
+            state.check_open()?;
+            state.check_new(&key, timestamp)?;
+            match state.current.insert(key.0.clone(), key.1.clone()) {
+                Some(previous) if previous != key.1 => state.take_pending(&(key.0.clone(), previous)),
+                _ => None,
+            }
+        };
+        if let Some(batch) = switched {
+            self.spawn_upload(batch, FlushReason::ConversationSwitch);
+        }
+
+        let mut rounds = 0;
+        let mut last_error = None;
+        loop {
+            let mut state = self.state.lock().await;
+            state.check_open()?;
+            state.check_new(&key, timestamp)?;
+            let used = state.used_bytes();
+            if used.saturating_add(pcm.len()) <= budget {
+                let (durability, flush) = self.append(&mut state, &key, timestamp, pcm, level).await?;
+                drop(state);
+                if let Some((batch, reason)) = flush {
+                    self.spawn_upload(batch, reason);
+                }
+                return Ok(durability);
+            }
+            // Over budget: upload the oldest held or pending batch, waiting for it.
+            let backpressure = |state: &mut State, last_error| {
+                state.stats.backpressure += 1;
+                RecorderError::Backpressure {
+                    used_bytes: state.used_bytes(),
+                    budget_bytes: budget,
+                    last_error,
+                }
+            };
+            if rounds >= BUDGET_ROUNDS || last_error.is_some() {
+                return Err(backpressure(&mut state, last_error));
+            }
+            rounds += 1;
+            let oldest = |batches: &[Batch]| {
+                batches
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, b)| b.opened)
+                    .map(|(i, _)| i)
+            };
+            let victim = if let Some(i) = oldest(&state.held) {
+                Some(state.held.swap_remove(i))
+            } else {
+                oldest(&state.pending).map(|i| state.pending.swap_remove(i))
+            };
+            match victim {
+                Some(batch) => {
+                    let batch = state.start_upload(batch);
+                    drop(state);
+                    if let Err(error) = self.upload(batch, FlushReason::Budget).await {
+                        last_error = Some(error);
+                    }
+                }
+                None if state.in_flight > 0 => {
+                    let idle = self.idle.notified();
+                    drop(state);
+                    idle.await;
+                }
+                None => return Err(backpressure(&mut state, None)),
+            }
+        }
+    }
+
+    /// Adds the chunk to its conversation's pending batch (spooling it first); returns the
+    /// batch to flush if it is now full or old.
+    async fn append(
+        &self,
+        state: &mut State,
+        key: &Key,
+        timestamp: Timestamp,
+        pcm: Bytes,
+        level: Option<ProtectionLevel>,
+    ) -> Result<(Durability, Option<(Batch, FlushReason)>), RecorderError> {
+        let index = match state.pending.iter().position(|b| &b.key == key) {
+            Some(index) => index,
+            None => {
+                let segment = match &self.spool {
+                    None => None,
+                    Some(spool) => {
+                        let header = SegmentHeader {
+                            uid: key.0.clone(),
+                            conversation: key.1.clone(),
+                            level,
+                        };
+                        let spool = spool.clone();
+                        Some(blocking(move || lock(&spool).begin_segment(&header)).await?)
+                    }
+                };
+                tracing::debug!(uid = %key.0, conversation = %key.1, ?segment, "batch opened");
+                state.pending.push(Batch::new(key.clone(), level, segment));
+                state.pending.len() - 1
+            }
+        };
+        let len = pcm.len();
+        let batch = &mut state.pending[index];
+        let durability = match (&self.spool, batch.segment) {
+            (Some(spool), Some(segment)) => {
+                let spool = spool.clone();
+                blocking(move || lock(&spool).append(segment, timestamp, &pcm)).await?;
+                Durability::Spooled
+            }
+            _ => {
+                batch.chunks.push(Chunk::new(timestamp, pcm));
+                Durability::Memory
+            }
+        };
+        batch.count += 1;
+        batch.bytes += len;
+        batch.samples += (len / 2) as u64;
+        batch.first.get_or_insert(timestamp);
+        batch.last = Some(timestamp);
+        let reason = if self.is_full(batch) {
+            Some(FlushReason::Full)
+        } else if batch.opened.elapsed() >= self.config.max_age {
+            Some(FlushReason::Age)
+        } else {
+            None
+        };
+        state.stats.chunks_acked += 1;
+        state.raise_high_water(key, timestamp);
+        let flush = reason.map(|reason| {
+            let batch = state.pending.swap_remove(index);
+            (state.start_upload(batch), reason)
+        });
+        Ok((durability, flush))
+    }
+
+    fn is_full(&self, batch: &Batch) -> bool {
+        let audio_ms = batch.samples * 1000 / u64::from(self.config.sample_rate.max(1));
+        let limit_ms = u64::try_from(self.config.max_batch_duration.as_millis()).unwrap_or(u64::MAX);
+        audio_ms >= limit_ms
+            || batch.count >= self.config.max_batch_chunks
+            || batch.bytes >= self.config.max_batch_bytes
+    }
+
+    async fn flush_due(self: Arc<Self>) -> Result<(), RecorderError> {
+        self.wait_idle().await;
+        let now = Instant::now();
+        let max_age = self.config.max_age;
+        let batches = {
+            let mut state = self.state.lock().await;
+            let (due, wait): (Vec<Batch>, Vec<Batch>) = std::mem::take(&mut state.held)
+                .into_iter()
+                .partition(|b| b.retry_at <= now);
+            state.held = wait;
+            let (old, young): (Vec<Batch>, Vec<Batch>) = std::mem::take(&mut state.pending)
+                .into_iter()
+                .partition(|b| now.duration_since(b.opened) >= max_age);
+            state.pending = young;
+            let mut batches = Vec::new();
+            for batch in due {
+                batches.push((state.start_upload(batch), FlushReason::Retry));
+            }
+            for batch in old {
+                batches.push((state.start_upload(batch), FlushReason::Age));
+            }
+            batches
+        };
+        for (batch, reason) in batches {
+            // A failure is held; the result below reports it.
+            let _ = self.upload(batch, reason).await;
+        }
+        self.state.lock().await.held_result()
+    }
+
+    async fn close(self: Arc<Self>) -> Result<(), RecorderError> {
+        self.state.lock().await.closed = true;
+        self.wait_idle().await;
+        let batches = {
+            let mut state = self.state.lock().await;
+            let mut batches = Vec::new();
+            for batch in std::mem::take(&mut state.held) {
+                batches.push((state.start_upload(batch), FlushReason::Retry));
+            }
+            for batch in std::mem::take(&mut state.pending) {
+                batches.push((state.start_upload(batch), FlushReason::Close));
+            }
+            batches
+        };
+        for (batch, reason) in batches {
+            let _ = self.upload(batch, reason).await;
+        }
+        self.wait_idle().await;
+        self.state.lock().await.held_result()
+    }
+
+    async fn resume_point(self: Arc<Self>, key: Key) -> Result<Option<Timestamp>, RecorderError> {
+        let listing = self
+            .service
+            .list(&key.0, &key.1)
+            .await
+            .map_err(RecorderError::Listing)?;
+        let stored = listing
+            .chunks
+            .iter()
+            .map(|entry| match entry.kind {
+                // A pack's name records the end of its audio, exclusive.
+                ObjectKind::Pack => Timestamp::from_millis(entry.end.as_millis().saturating_sub(1))
+                    .unwrap_or(entry.end),
+                _ => entry.end,
+            })
+            .max();
+        let mut state = self.state.lock().await;
+        if let Some(stored) = stored {
+            state.raise_high_water(&key, stored);
+        }
+        Ok(state.high_water.get(&key).copied())
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.state.lock().await.in_flight == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    /// Uploads a batch in the background (it was counted in flight by `start_upload`).
+    fn spawn_upload(self: &Arc<Self>, batch: Batch, reason: FlushReason) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            // A failure is held and reported by flush_due / close.
+            let _ = inner.upload(batch, reason).await;
+        });
+    }
+
+    /// Uploads one batch (counted in flight by `start_upload`) with retries. On success removes
+    /// it from the spool; on failure holds it. Either way it is no longer in flight afterwards.
+    async fn upload(&self, mut batch: Batch, reason: FlushReason) -> Result<(), Arc<FlushError>> {
+        let outcome = self.try_upload(&mut batch, reason).await;
+        if outcome.is_ok() {
+            self.remove_segment(&batch).await;
+        }
+        let mut state = self.state.lock().await;
+        state.in_flight = state.in_flight.saturating_sub(1);
+        state.in_flight_bytes = state.in_flight_bytes.saturating_sub(batch.bytes);
+        let result = match outcome {
+            Ok(()) => {
+                let counts = state.stats.flushes.entry(reason).or_default();
+                counts.batches += 1;
+                counts.chunks += batch.count as u64;
+                counts.bytes += batch.bytes as u64;
+                Ok(())
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                batch.failures += 1;
+                batch.retry_at = Instant::now() + self.config.retry.held_delay(batch.failures);
+                batch.error = Some(error.clone());
+                tracing::warn!(
+                    uid = %batch.key.0,
+                    conversation = %batch.key.1,
+                    reason = reason.as_str(),
+                    chunks = batch.count,
+                    bytes = batch.bytes,
+                    failures = batch.failures,
+                    temporary = error.is_temporary(),
+                    %error,
+                    "batch upload failed; batch held for retry"
+                );
+                state.held.push(batch);
+                Err(error)
+            }
+        };
+        if state.in_flight == 0 {
+            self.idle.notify_waiters();
+        }
+        result
+    }
+
+    async fn try_upload(&self, batch: &mut Batch, reason: FlushReason) -> Result<(), FlushError> {
+        let chunks = self.batch_chunks(batch).await?;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let (uid, conversation) = &batch.key;
+        let retry = self.config.retry;
+        let mut backoff = retry.initial_backoff;
+        let mut attempt = 0;
+        let report: UploadReport = loop {
+            attempt += 1;
+            match self
+                .service
+                .upload_batch(uid, conversation, chunks.clone(), batch.level)
+                .await
+            {
+                Ok(report) => break report,
+                Err(error) => {
+                    self.state.lock().await.stats.failed_attempts += 1;
+                    let temporary = error.is_temporary();
+                    tracing::debug!(%uid, %conversation, attempt, temporary, %error, "batch upload attempt failed");
+                    if !temporary || attempt >= retry.max_attempts.max(1) {
+                        return Err(FlushError::Upload(error));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(retry.max_backoff);
+                }
+            }
+        };
+        let audio_ms = batch.samples * 1000 / u64::from(self.config.sample_rate.max(1));
+        tracing::info!(
+            %uid,
+            %conversation,
+            reason = reason.as_str(),
+            chunks = chunks.len(),
+            bytes = batch.bytes,
+            audio_ms,
+            attempts = attempt,
+            objects_written = report.objects_written,
+            paths = ?report.paths,
+            "batch flushed"
+        );
+        Ok(())
+    }
+
+    async fn batch_chunks(&self, batch: &Batch) -> Result<Vec<Chunk>, FlushError> {
+        match (&self.spool, batch.segment) {
+            (Some(spool), Some(segment)) => {
+                let spool = spool.clone();
+                let chunks = blocking(move || {
+                    let mut spool = lock(&spool);
+                    spool.seal(segment);
+                    spool.read_segment(segment)
+                })
+                .await?;
+                Ok(chunks
+                    .into_iter()
+                    .map(|c| Chunk::new(c.timestamp, c.pcm))
+                    .collect())
+            }
+            _ => Ok(batch.chunks.clone()),
+        }
+    }
+
+    async fn remove_segment(&self, batch: &Batch) {
+        if let (Some(spool), Some(segment)) = (&self.spool, batch.segment) {
+            let spool = spool.clone();
+            if let Err(error) = blocking(move || lock(&spool).remove(segment)).await {
+                // The batch is stored; a leftover segment is replayed as an identical no-op.
+                tracing::warn!(%error, segment, "could not remove a flushed spool segment");
+            }
+        }
+    }
+}
+
+fn lock(spool: &std::sync::Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
+    spool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs blocking spool I/O off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(join) => Err(SpoolError::Io {
+            path: PathBuf::new(),
+            op: "spool worker",
+            source: std::io::Error::other(join.to_string()),
+        }),
+    }
+}

@@ -1,0 +1,249 @@
+//! Placing decoded audio on a timeline: gap filling with silence, overlap trimming, clipping.
+//!
+//! Sans-IO: the download pipeline feeds it each object's (or each pack chunk's) start and its
+//! PCM in pieces, and it emits [`Piece`]s in output order. Positions are whole samples from an
+//! origin, computed from integer milliseconds (`ms * rate / 1000`, rounded down), so the output
+//! length never depends on floating-point error.
+
+use bytes::Bytes;
+
+/// How placed audio is joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Joining {
+    /// Audio in time order: gaps become silence (when `fill_gaps`), overlaps are trimmed from
+    /// the later object, and nothing before the origin or after the clip end is emitted.
+    Timeline {
+        /// Insert silence for gaps (else gaps are collapsed).
+        fill_gaps: bool,
+        /// Emit silence from the origin up to the first audio.
+        leading_silence: bool,
+    },
+    /// Audio concatenated in the order it is placed, untouched (Omi's `fill_gaps = false` mode
+    /// for timestamp requests).
+    Concat,
+}
+
+/// A piece of output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Piece {
+    /// This many samples of silence (zero PCM16).
+    Silence(u64),
+    /// PCM16LE bytes (always an even count).
+    Audio(Bytes),
+}
+
+/// The timeline state.
+#[derive(Debug)]
+pub(crate) struct Timeline {
+    rate: u64,
+    joining: Joining,
+    origin_ms: u64,
+    /// Samples emitted so far, measured from the origin; `None` before the first audio when no
+    /// leading silence is wanted.
+    cursor: Option<i128>,
+    /// Exclusive end of the output in samples from the origin.
+    clip_end: Option<i128>,
+    /// Bytes still to drop from the head of the current object (overlap or before-origin).
+    skip: u64,
+    emitted_any: bool,
+}
+
+impl Timeline {
+    /// A timeline whose sample 0 is at `origin_ms`, at `rate` samples per second.
+    pub(crate) fn new(rate: u32, joining: Joining, origin_ms: u64) -> Timeline {
+        let leading = matches!(
+            joining,
+            Joining::Timeline {
+                leading_silence: true,
+                ..
+            }
+        );
+        Timeline {
+            rate: u64::from(rate),
+            joining,
+            origin_ms,
+            cursor: leading.then_some(0),
+            clip_end: None,
+            skip: 0,
+            emitted_any: false,
+        }
+    }
+
+    /// Stops the output at `end_ms` (exclusive).
+    pub(crate) fn clip_end_ms(&mut self, end_ms: u64) {
+        self.clip_end = Some(self.position(end_ms));
+    }
+
+    fn position(&self, ms: u64) -> i128 {
+        let delta = i128::from(ms) - i128::from(self.origin_ms);
+        // Floor division, also for audio that starts before the origin.
+        (delta * i128::from(self.rate)).div_euclid(1000)
+    }
+
+    /// Starts a new object (or pack chunk) whose audio begins at `start_ms`; returns the silence
+    /// to emit before it, if any.
+    pub(crate) fn start_object(&mut self, start_ms: u64) -> Option<Piece> {
+        self.skip = 0;
+        let Joining::Timeline { fill_gaps, .. } = self.joining else {
+            return None;
+        };
+        let start = self.position(start_ms);
+        let cursor = match self.cursor {
+            Some(cursor) => cursor,
+            None => {
+                let first = start.max(0);
+                self.cursor = Some(first);
+                first
+            }
+        };
+        if start < cursor {
+            self.skip = u64::try_from((cursor - start) * 2).unwrap_or(u64::MAX);
+            None
+        } else if start > cursor && fill_gaps {
+            let end = self.clip_end.map_or(start, |clip| start.min(clip));
+            let silence = end - cursor;
+            if silence <= 0 {
+                return None;
+            }
+            self.cursor = Some(end);
+            self.emitted_any = true;
+            Some(Piece::Silence(u64::try_from(silence).unwrap_or(0)))
+        } else {
+            None
+        }
+    }
+
+    /// Feeds the next PCM bytes of the current object (even length); returns what to emit.
+    pub(crate) fn audio(&mut self, mut pcm: Bytes) -> Option<Piece> {
+        if self.skip > 0 {
+            let drop = usize::try_from(self.skip).unwrap_or(usize::MAX).min(pcm.len());
+            self.skip -= drop as u64;
+            pcm = pcm.slice(drop..);
+        }
+        if let (Some(clip), Some(cursor)) = (self.clip_end, self.cursor) {
+            let room = usize::try_from(((clip - cursor) * 2).max(0)).unwrap_or(usize::MAX);
+            pcm.truncate(room);
+        }
+        if pcm.is_empty() {
+            return None;
+        }
+        if let Some(cursor) = self.cursor.as_mut() {
+            *cursor += (pcm.len() / 2) as i128;
+        }
+        self.emitted_any = true;
+        Some(Piece::Audio(pcm))
+    }
+
+    /// Whether anything (audio or silence) was emitted.
+    pub(crate) fn emitted_any(&self) -> bool {
+        self.emitted_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(timeline: &mut Timeline, objects: &[(u64, usize)]) -> Vec<Piece> {
+        let mut out = Vec::new();
+        for (i, &(start, samples)) in objects.iter().enumerate() {
+            out.extend(timeline.start_object(start));
+            out.extend(timeline.audio(Bytes::from(vec![i as u8 + 1; samples * 2])));
+        }
+        out
+    }
+
+    fn shape(pieces: &[Piece]) -> Vec<(char, u64)> {
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Silence(n) => ('s', *n),
+                Piece::Audio(b) => ('a', b.len() as u64 / 2),
+            })
+            .collect()
+    }
+
+    const FILL: Joining = Joining::Timeline {
+        fill_gaps: true,
+        leading_silence: true,
+    };
+
+    #[test]
+    fn gaps_become_silence_at_16k() {
+        let mut t = Timeline::new(16_000, FILL, 1_000);
+        // Objects of 1 s at 1.0 s and 3.0 s: a 1 s hole.
+        let out = run(&mut t, &[(1_000, 16_000), (3_000, 16_000)]);
+        assert_eq!(shape(&out), [('a', 16_000), ('s', 16_000), ('a', 16_000)]);
+    }
+
+    #[test]
+    fn leading_silence_from_origin() {
+        let mut t = Timeline::new(16_000, FILL, 0);
+        let out = run(&mut t, &[(5_000, 80_000)]);
+        assert_eq!(shape(&out), [('s', 80_000), ('a', 80_000)]);
+    }
+
+    #[test]
+    fn overlaps_are_trimmed_from_the_later_object() {
+        let mut t = Timeline::new(16_000, FILL, 0);
+        // 1 s of audio at 0, then 1 s at 0.5 s: the first 0.5 s of the second is dropped.
+        let out = run(&mut t, &[(0, 16_000), (500, 16_000)]);
+        assert_eq!(shape(&out), [('a', 16_000), ('a', 8_000)]);
+        // A duplicate of the same object adds nothing.
+        let mut t = Timeline::new(16_000, FILL, 0);
+        let out = run(&mut t, &[(0, 16_000), (0, 16_000)]);
+        assert_eq!(shape(&out), [('a', 16_000)]);
+    }
+
+    #[test]
+    fn clipping_range_without_leading_silence() {
+        let joining = Joining::Timeline {
+            fill_gaps: true,
+            leading_silence: false,
+        };
+        let mut t = Timeline::new(16_000, joining, 500);
+        t.clip_end_ms(2_500);
+        // Object at 0..1 s starts before the origin: its first 0.5 s is dropped.
+        // Object at 2..3 s is clipped at 2.5 s.
+        let out = run(&mut t, &[(0, 16_000), (2_000, 16_000)]);
+        assert_eq!(shape(&out), [('a', 8_000), ('s', 16_000), ('a', 8_000)]);
+    }
+
+    #[test]
+    fn range_starting_in_a_hole_has_no_leading_silence() {
+        let joining = Joining::Timeline {
+            fill_gaps: true,
+            leading_silence: false,
+        };
+        let mut t = Timeline::new(16_000, joining, 0);
+        let out = run(&mut t, &[(2_000, 100)]);
+        assert_eq!(shape(&out), [('a', 100)]);
+    }
+
+    #[test]
+    fn without_fill_gaps_holes_collapse() {
+        let joining = Joining::Timeline {
+            fill_gaps: false,
+            leading_silence: false,
+        };
+        let mut t = Timeline::new(16_000, joining, 0);
+        let out = run(&mut t, &[(0, 100), (10_000, 100)]);
+        assert_eq!(shape(&out), [('a', 100), ('a', 100)]);
+    }
+
+    #[test]
+    fn concat_keeps_placement_order() {
+        let mut t = Timeline::new(16_000, Joining::Concat, 0);
+        let out = run(&mut t, &[(10_000, 100), (0, 100)]);
+        assert_eq!(shape(&out), [('a', 100), ('a', 100)]);
+        assert!(matches!(&out[0], Piece::Audio(b) if b[0] == 1));
+    }
+
+    #[test]
+    fn non_integer_rates_floor_positions() {
+        let mut t = Timeline::new(44_100, FILL, 0);
+        // 1 ms at 44.1 kHz is 44.1 samples: position floors to 44.
+        let out = run(&mut t, &[(1, 10)]);
+        assert_eq!(shape(&out), [('s', 44), ('a', 10)]);
+    }
+}

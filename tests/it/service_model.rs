@@ -1,0 +1,295 @@
+//! Model-based property test of `chunk-service`: any sequence of single and batch uploads
+//! (random timestamps, sizes, levels, identical retries) followed by list, download-all and
+//! delete of random timestamps gives the same results as a small in-memory model. Runs against
+//! the memory and fs backends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chunk_crypto::{KeyId, Keyring, MasterSecret};
+use chunk_format::{ObjectName, Timestamp};
+use chunk_service::{
+    Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
+    ServiceConfig, ServiceError,
+};
+use chunk_store::{ConversationId, Store, UserId, layout};
+use proptest::prelude::*;
+
+/// Samples per second used by the test (small, so chunks stay tiny).
+const RATE: u32 = 1_000;
+const T0: u64 = 1_786_961_845_727;
+
+#[derive(Debug, Clone)]
+struct Upload {
+    /// Gap in whole seconds after the previous upload's audio.
+    gap_s: u64,
+    /// Chunk lengths in samples; a batch's chunks are 1 s apart (all but the last exactly 1 s).
+    chunks: Vec<u32>,
+    batch: bool,
+    enhanced: bool,
+    retry: bool,
+}
+
+fn upload() -> impl Strategy<Value = Upload> {
+    (
+        0u64..3,
+        prop::collection::vec(1u32..=1_000, 1..4),
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(gap_s, mut chunks, batch, enhanced, retry)| {
+            if !batch {
+                chunks.truncate(1);
+            }
+            // Inside a batch every chunk but the last fills its second, so Omi's concatenation
+            // keeps the timing the model assumes.
+            let last = chunks.len() - 1;
+            for samples in &mut chunks[..last] {
+                *samples = 1_000;
+            }
+            Upload {
+                gap_s,
+                chunks,
+                batch,
+                enhanced,
+                retry,
+            }
+        })
+}
+
+/// What the model knows of one stored object.
+#[derive(Debug, Clone)]
+struct ModelObject {
+    path: String,
+    start_ms: u64,
+    /// Chunk starts (ms) and PCM.
+    chunks: Vec<(u64, Vec<u8>)>,
+}
+
+impl ModelObject {
+    fn covers(&self, ts: u64) -> bool {
+        let last = self.chunks.last().map_or(self.start_ms, |c| c.0);
+        self.start_ms <= ts && ts <= last
+    }
+}
+
+fn pcm(seed: u64, samples: u32) -> Vec<u8> {
+    (0..samples)
+        .flat_map(|i| ((seed as u32).wrapping_mul(7919).wrapping_add(i) as i16).to_le_bytes())
+        .collect()
+}
+
+fn ts(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms).unwrap()
+}
+
+async fn run_case(store: Store, uploads: Vec<Upload>, delete_picks: Vec<usize>) {
+    let secret = MasterSecret::new(b"omi_".repeat(16)).unwrap();
+    let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Standard));
+    let service = ChunkService::new(
+        store,
+        Some(Keyring::single(KeyId::new(1), secret)),
+        levels,
+        ServiceConfig::default(),
+    )
+    .unwrap();
+    let uid = UserId::new("model-user").unwrap();
+    let conv = ConversationId::new("model-conv").unwrap();
+
+    let mut model: Vec<ModelObject> = Vec::new();
+    let mut cursor_ms = T0;
+    for (n, upload) in uploads.iter().enumerate() {
+        let start = cursor_ms + upload.gap_s * 1_000;
+        let chunks: Vec<(u64, Vec<u8>)> = upload
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, &samples)| (start + i as u64 * 1_000, pcm(n as u64 * 16 + i as u64, samples)))
+            .collect();
+        let last = chunks.last().unwrap();
+        cursor_ms = last.0 + u64::from(*upload.chunks.last().unwrap());
+        let level = if upload.enhanced {
+            ProtectionLevel::Enhanced
+        } else {
+            ProtectionLevel::Standard
+        };
+        let to_chunks = || {
+            chunks
+                .iter()
+                .map(|(ms, pcm)| Chunk::new(ts(*ms), pcm.clone()))
+                .collect::<Vec<_>>()
+        };
+        let attempts = if upload.retry { 2 } else { 1 };
+        for attempt in 0..attempts {
+            let report = if upload.batch {
+                service.upload_batch(&uid, &conv, to_chunks(), Some(level)).await
+            } else {
+                service
+                    .upload_chunk(&uid, &conv, to_chunks().remove(0), Some(level))
+                    .await
+            }
+            .unwrap();
+            assert_eq!(report.objects_written, usize::from(attempt == 0), "retry is a no-op");
+            assert_eq!(report.paths.len(), 1);
+            if attempt == 0 {
+                let name = if upload.batch {
+                    ObjectName::batch(ts(start), ts(last.0), chunks.len(), upload.enhanced)
+                } else {
+                    ObjectName::single(
+                        ts(start),
+                        if upload.enhanced {
+                            chunk_format::ObjectKind::Enc
+                        } else {
+                            chunk_format::ObjectKind::Bin
+                        },
+                    )
+                }
+                .unwrap();
+                assert_eq!(report.paths[0], layout::chunk_path(&uid, &conv, &name));
+                model.push(ModelObject {
+                    path: report.paths[0].clone(),
+                    start_ms: start,
+                    chunks: chunks.clone(),
+                });
+            }
+        }
+        // Different audio under an existing name is refused, never overwritten.
+        let mut altered = to_chunks();
+        altered[0].pcm = vec![0x55; altered[0].pcm.len() + 2].into();
+        let conflict = if upload.batch {
+            service.upload_batch(&uid, &conv, altered, Some(level)).await
+        } else {
+            service.upload_chunk(&uid, &conv, altered.remove(0), Some(level)).await
+        };
+        assert!(matches!(conflict, Err(ServiceError::Conflict { .. })), "{conflict:?}");
+    }
+
+    check_against_model(&service, &uid, &conv, &model).await;
+
+    // Delete random chunk timestamps (interior batch timestamps included).
+    let all_ts: Vec<u64> = model.iter().flat_map(|o| o.chunks.iter().map(|c| c.0)).collect();
+    let picked: Vec<u64> = delete_picks.iter().map(|&i| all_ts[i % all_ts.len()]).collect();
+    let report = service
+        .delete(&uid, &conv, &picked.iter().map(|&ms| ts(ms)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let (gone, kept): (Vec<ModelObject>, Vec<ModelObject>) = model
+        .into_iter()
+        .partition(|o| picked.iter().any(|&t| o.covers(t)));
+    let gone_paths: Vec<String> = gone.iter().map(|o| o.path.clone()).collect();
+    assert_eq!(report.deleted, gone_paths);
+    check_against_model(&service, &uid, &conv, &kept).await;
+}
+
+async fn check_against_model(
+    service: &ChunkService,
+    uid: &UserId,
+    conv: &ConversationId,
+    model: &[ModelObject],
+) {
+    let listing = service.list(uid, conv).await.unwrap();
+    let listed: Vec<(String, u64)> = listing
+        .chunks
+        .iter()
+        .map(|e| (e.path.clone(), e.start.as_millis()))
+        .collect();
+    let mut expected: Vec<(String, u64)> =
+        model.iter().map(|o| (o.path.clone(), o.start_ms)).collect();
+    expected.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    assert_eq!(listed, expected);
+    assert!(listing.foreign.is_empty());
+
+    let request = DownloadRequest::Timestamps(
+        model.iter().flat_map(|o| o.chunks.iter().map(|c| ts(c.0))).collect(),
+    );
+    let filled = service
+        .download(
+            uid,
+            conv,
+            &request,
+            DownloadOptions {
+                fill_gaps: true,
+                sample_rate: RATE,
+            },
+        )
+        .await;
+    if model.is_empty() {
+        assert!(matches!(filled, Err(ServiceError::NoAudio { .. })));
+        return;
+    }
+    let got = filled.unwrap().collect_vec().await.unwrap();
+
+    // The model timeline: every chunk at its start, silence in between.
+    let mut timeline: BTreeMap<u64, &[u8]> = BTreeMap::new();
+    for object in model {
+        for (ms, pcm) in &object.chunks {
+            timeline.insert(*ms, pcm);
+        }
+    }
+    let origin = *timeline.keys().next().unwrap();
+    let mut want = Vec::new();
+    for (ms, pcm) in &timeline {
+        let position = ((ms - origin) * u64::from(RATE) / 1000 * 2) as usize;
+        assert!(want.len() <= position, "model chunks overlap");
+        want.resize(position, 0);
+        want.extend_from_slice(pcm);
+    }
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "merged audio differs from the model");
+
+    // A range over everything without gap filling is the audio back to back.
+    let range = DownloadRequest::Range {
+        from: ts(origin),
+        to: ts(origin + 3_600_000),
+    };
+    let collapsed = service
+        .download(
+            uid,
+            conv,
+            &range,
+            DownloadOptions {
+                fill_gaps: false,
+                sample_rate: RATE,
+            },
+        )
+        .await
+        .unwrap()
+        .collect_vec()
+        .await
+        .unwrap();
+    let back_to_back: Vec<u8> = timeline.values().flat_map(|pcm| pcm.iter().copied()).collect();
+    assert!(collapsed == back_to_back, "range download differs from the model");
+}
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(24, |n| n.min(200));
+    ProptestConfig::with_cases(cases)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn prop_service_matches_model_on_memory(
+        uploads in prop::collection::vec(upload(), 1..6),
+        picks in prop::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_case(Store::from_uri("memory://").unwrap(), uploads, picks));
+    }
+
+    #[test]
+    fn prop_service_matches_model_on_fs(
+        uploads in prop::collection::vec(upload(), 1..6),
+        picks in prop::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::from_uri(&format!("fs://{}", dir.path().display())).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_case(store, uploads, picks));
+    }
+}
