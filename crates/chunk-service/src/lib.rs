@@ -34,6 +34,7 @@
 //! per chunk, and `e2ee` payloads are reported as client-sealed rather than silently stored as
 //! if protected.
 
+pub mod codec;
 mod config;
 mod decode;
 mod delete;
