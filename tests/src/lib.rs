@@ -9,6 +9,7 @@
 //! Everything is read from this crate's directory (`CARGO_MANIFEST_DIR`), so the tests work in
 //! a fresh clone without any data outside the repository.
 
+pub mod backends;
 pub mod omi;
 pub mod speech;
 
