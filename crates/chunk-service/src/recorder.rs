@@ -229,7 +229,9 @@ pub enum RecorderError {
     /// The conversation already holds a chunk at or after this timestamp (spooled, pending,
     /// uploaded by this recorder, or found by [`Recorder::resume_point`]); the chunk was not
     /// stored again. A retransmitted chunk gets this, and so does an out-of-order one.
-    #[error("chunk at {timestamp} of conversation {conversation} (user {uid}) is not after the last held chunk ({last}); not stored again")]
+    #[error(
+        "chunk at {timestamp} of conversation {conversation} (user {uid}) is not after the last held chunk ({last}); not stored again"
+    )]
     Duplicate {
         /// The user.
         uid: String,
@@ -464,7 +466,7 @@ impl State {
 
     /// `Err(Held)` if any batch is held.
     fn held_result(&self) -> Result<(), RecorderError> {
-        let Some(latest) = self.held.iter().filter_map(|b| b.error.clone()).last() else {
+        let Some(latest) = self.held.iter().rev().find_map(|b| b.error.clone()) else {
             return Ok(());
         };
         Err(RecorderError::Held {
@@ -579,7 +581,11 @@ impl Recorder {
 
     /// The start of the last chunk of this conversation the recorder knows it holds (spooled,
     /// pending, uploaded by it, or found by [`Recorder::resume_point`]), without any I/O.
-    pub async fn last_held(&self, uid: &UserId, conversation: &ConversationId) -> Option<Timestamp> {
+    pub async fn last_held(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+    ) -> Option<Timestamp> {
         let key = (uid.clone(), conversation.clone());
         self.inner.state.lock().await.high_water.get(&key).copied()
     }
@@ -702,7 +708,9 @@ impl Inner {
             state.check_open()?;
             state.check_new(&key, timestamp)?;
             match state.current.insert(key.0.clone(), key.1.clone()) {
-                Some(previous) if previous != key.1 => state.take_pending(&(key.0.clone(), previous)),
+                Some(previous) if previous != key.1 => {
+                    state.take_pending(&(key.0.clone(), previous))
+                }
                 _ => None,
             }
         };
@@ -718,7 +726,8 @@ impl Inner {
             state.check_new(&key, timestamp)?;
             let used = state.used_bytes();
             if used.saturating_add(pcm.len()) <= budget {
-                let (durability, flush) = self.append(&mut state, &key, timestamp, pcm, level).await?;
+                let (durability, flush) =
+                    self.append(&mut state, &key, timestamp, pcm, level).await?;
                 drop(state);
                 if let Some((batch, reason)) = flush {
                     self.spawn_upload(batch, reason);
@@ -834,7 +843,8 @@ impl Inner {
 
     fn is_full(&self, batch: &Batch) -> bool {
         let audio_ms = batch.samples * 1000 / u64::from(self.config.sample_rate.max(1));
-        let limit_ms = u64::try_from(self.config.max_batch_duration.as_millis()).unwrap_or(u64::MAX);
+        let limit_ms =
+            u64::try_from(self.config.max_batch_duration.as_millis()).unwrap_or(u64::MAX);
         audio_ms >= limit_ms
             || batch.count >= self.config.max_batch_chunks
             || batch.bytes >= self.config.max_batch_bytes
@@ -1053,7 +1063,9 @@ impl Inner {
 }
 
 fn lock(spool: &std::sync::Mutex<Spool>) -> std::sync::MutexGuard<'_, Spool> {
-    spool.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    spool
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs blocking spool I/O off the async workers.
@@ -1067,5 +1079,593 @@ async fn blocking<T: Send + 'static>(
             op: "spool worker",
             source: std::io::Error::other(join.to_string()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EncryptionPolicy, ServiceConfig};
+    use crate::level::InMemoryLevels;
+    use chunk_store::layers::{
+        FaultKind, FaultLayer, FaultOp, FaultPlan, FaultRule, FaultSchedule,
+    };
+    use chunk_store::{RetryOptions, Store};
+
+    /// 0.5 s of 16 kHz PCM16 per chunk.
+    const CHUNK_MS: u64 = 500;
+    const CHUNK_BYTES: usize = 16_000;
+    const T0: u64 = 1_786_961_845_727;
+
+    fn ts(i: u64) -> Timestamp {
+        Timestamp::from_millis(T0 + i * CHUNK_MS).unwrap()
+    }
+
+    fn pcm(i: u64) -> Bytes {
+        Bytes::from(
+            (0..CHUNK_BYTES)
+                .map(|j| (i as usize * 31 + j * 7) as u8)
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    fn ids(conv: &str) -> (UserId, ConversationId) {
+        (
+            UserId::new("user-1").unwrap(),
+            ConversationId::new(conv).unwrap(),
+        )
+    }
+
+    fn store(plan: Option<FaultPlan>) -> (Store, Option<FaultLayer>) {
+        let mut builder = Store::builder_from_uri("memory://").unwrap();
+        builder.options_mut().retry = RetryOptions::none();
+        let fault = plan.map(FaultLayer::new);
+        if let Some(fault) = &fault {
+            builder = builder.fault_layer(fault.clone());
+        }
+        (builder.build(), fault)
+    }
+
+    fn service(store: Store) -> ChunkService {
+        let config = ServiceConfig {
+            encryption: EncryptionPolicy::Disabled,
+            ..ServiceConfig::default()
+        };
+        let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Standard));
+        ChunkService::new(store, None, levels, config).unwrap()
+    }
+
+    /// Batches of 6 chunks (3 s), fast retries.
+    fn config(spool: Option<&std::path::Path>) -> RecorderConfig {
+        RecorderConfig {
+            max_batch_duration: Duration::from_millis(6 * CHUNK_MS),
+            max_age: Duration::from_secs(60),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(4),
+                held_retry_max: Duration::from_millis(4),
+            },
+            spool_dir: spool.map(|p| p.to_path_buf()),
+            ..RecorderConfig::omi()
+        }
+    }
+
+    /// Every object of the conversation as (name, bytes), in listing order.
+    async fn objects(service: &ChunkService, conv: &str) -> Vec<(String, Vec<u8>)> {
+        let (uid, conv) = ids(conv);
+        let listing = service.list(&uid, &conv).await.unwrap();
+        let mut out = Vec::new();
+        for entry in listing.chunks {
+            let body = service.store().read(&entry.path).await.unwrap();
+            out.push((entry.name.to_string(), body.to_vec()));
+        }
+        out
+    }
+
+    fn expected(range: std::ops::Range<u64>) -> Vec<u8> {
+        range.flat_map(|i| pcm(i).to_vec()).collect()
+    }
+
+    fn segments(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_str()
+                    .unwrap()
+                    .ends_with(".seg")
+            })
+            .count()
+    }
+
+    #[tokio::test]
+    async fn spooled_batches_flush_when_full_and_leave_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(None);
+        let service = service(store);
+        let (recorder, report) = Recorder::open(service.clone(), config(Some(dir.path())))
+            .await
+            .unwrap();
+        assert_eq!(report.segments, 0);
+        let (uid, conv) = ids("c1");
+        for i in 0..14 {
+            let durability = recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap();
+            assert_eq!(durability, Durability::Spooled);
+        }
+        recorder.flush_due().await.unwrap(); // waits for the background uploads
+        let stats = recorder.stats().await;
+        assert_eq!(stats.chunks_acked, 14);
+        assert_eq!(
+            stats.flushes[&FlushReason::Full],
+            FlushCounts {
+                batches: 2,
+                chunks: 12,
+                bytes: 12 * CHUNK_BYTES as u64
+            }
+        );
+        assert_eq!(
+            (stats.pending_batches, stats.pending_bytes),
+            (1, 2 * CHUNK_BYTES)
+        );
+        assert_eq!(segments(dir.path()), 1, "only the pending batch is spooled");
+        recorder.close().await.unwrap();
+        assert_eq!(segments(dir.path()), 0);
+        assert_eq!(
+            recorder.stats().await.flushes[&FlushReason::Close].chunks,
+            2
+        );
+
+        let objects = objects(&service, "c1").await;
+        let names: Vec<&str> = objects.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                format!("{}-{}.batch.bin", ts(0), ts(5)),
+                format!("{}-{}.batch.bin", ts(6), ts(11)),
+                format!("{}-{}.batch.bin", ts(12), ts(13)),
+            ]
+        );
+        let all: Vec<u8> = objects.into_iter().flat_map(|(_, b)| b).collect();
+        assert_eq!(all, expected(0..14));
+        assert!(matches!(
+            recorder.push(&uid, &conv, ts(20), pcm(20), None).await,
+            Err(RecorderError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn memory_mode_acks_in_memory_and_flushes_on_close() {
+        let (store, _) = store(None);
+        let service = service(store);
+        let (recorder, _) = Recorder::open(service.clone(), config(None)).await.unwrap();
+        let (uid, conv) = ids("c1");
+        for i in 0..3 {
+            assert_eq!(
+                recorder
+                    .push(&uid, &conv, ts(i), pcm(i), None)
+                    .await
+                    .unwrap(),
+                Durability::Memory
+            );
+        }
+        assert!(objects(&service, "c1").await.is_empty());
+        recorder.close().await.unwrap();
+        let objects = objects(&service, "c1").await;
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].1, expected(0..3));
+    }
+
+    #[tokio::test]
+    async fn duplicates_and_out_of_order_chunks_are_refused() {
+        let (store, _) = store(None);
+        let (recorder, _) = Recorder::open(service(store), config(None)).await.unwrap();
+        let (uid, conv) = ids("c1");
+        recorder
+            .push(&uid, &conv, ts(5), pcm(5), None)
+            .await
+            .unwrap();
+        for i in [5, 4] {
+            let error = recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, RecorderError::Duplicate { timestamp, last, .. } if timestamp == ts(i) && last == ts(5)),
+                "{error}"
+            );
+        }
+        // Another conversation has its own mark.
+        let (_, other) = ids("c2");
+        recorder
+            .push(&uid, &other, ts(0), pcm(0), None)
+            .await
+            .unwrap();
+        assert_eq!(recorder.last_held(&uid, &conv).await, Some(ts(5)));
+        assert_eq!(recorder.stats().await.duplicates, 2);
+        // The mark survives the flush of the batch.
+        recorder.close().await.unwrap();
+        assert_eq!(recorder.last_held(&uid, &conv).await, Some(ts(5)));
+    }
+
+    #[tokio::test]
+    async fn a_conversation_switch_flushes_the_previous_conversation() {
+        let (store, _) = store(None);
+        let service = service(store);
+        let (recorder, _) = Recorder::open(service.clone(), config(None)).await.unwrap();
+        let (uid, a) = ids("a");
+        let (_, b) = ids("b");
+        recorder.push(&uid, &a, ts(0), pcm(0), None).await.unwrap();
+        recorder.push(&uid, &a, ts(1), pcm(1), None).await.unwrap();
+        recorder.push(&uid, &b, ts(2), pcm(2), None).await.unwrap();
+        recorder.flush_due().await.unwrap();
+        let stats = recorder.stats().await;
+        assert_eq!(stats.flushes[&FlushReason::ConversationSwitch].chunks, 2);
+        assert_eq!(objects(&service, "a").await[0].1, expected(0..2));
+        assert!(objects(&service, "b").await.is_empty());
+        recorder.close().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_batches_are_flushed_by_age() {
+        let (store, _) = store(None);
+        let service = service(store);
+        let (recorder, _) = Recorder::open(service.clone(), config(None)).await.unwrap();
+        let (uid, conv) = ids("c1");
+        recorder
+            .push(&uid, &conv, ts(0), pcm(0), None)
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        recorder.flush_due().await.unwrap();
+        assert!(objects(&service, "c1").await.is_empty(), "not old yet");
+        tokio::time::advance(Duration::from_secs(31)).await;
+        recorder.flush_due().await.unwrap();
+        assert_eq!(recorder.stats().await.flushes[&FlushReason::Age].batches, 1);
+        assert_eq!(objects(&service, "c1").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn temporary_errors_are_retried_with_backoff() {
+        let plan = FaultPlan::new().rule(FaultRule::new(
+            FaultOp::Close,
+            FaultKind::Temporary,
+            FaultSchedule::FirstN(2),
+        ));
+        let (store, fault) = store(Some(plan));
+        let service = service(store);
+        let (recorder, _) = Recorder::open(service.clone(), config(None)).await.unwrap();
+        let (uid, conv) = ids("c1");
+        for i in 0..6 {
+            recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap();
+        }
+        recorder.flush_due().await.unwrap();
+        let stats = recorder.stats().await;
+        assert_eq!(stats.failed_attempts, 2);
+        assert_eq!(stats.flushes[&FlushReason::Full].batches, 1);
+        assert_eq!(fault.unwrap().injected(FaultOp::Close), 2);
+        assert_eq!(objects(&service, "c1").await[0].1, expected(0..6));
+    }
+
+    #[tokio::test]
+    async fn permanent_errors_hold_the_batch_and_nothing_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        // The first 3 commits fail permanently: no retry within a flush.
+        let plan = FaultPlan::new().rule(FaultRule::new(
+            FaultOp::Close,
+            FaultKind::Permanent,
+            FaultSchedule::FirstN(3),
+        ));
+        let (store, fault) = store(Some(plan));
+        let fault = fault.unwrap();
+        let service = service(store);
+        let (recorder, _) = Recorder::open(service.clone(), config(Some(dir.path())))
+            .await
+            .unwrap();
+        let (uid, conv) = ids("c1");
+        for i in 0..6 {
+            recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap();
+        }
+        let error = recorder.flush_due().await.unwrap_err();
+        assert!(
+            matches!(&error, RecorderError::Held { batches: 1, bytes, error } if *bytes == 6 * CHUNK_BYTES && !error.is_temporary()),
+            "{error}"
+        );
+        assert_eq!(
+            fault.injected(FaultOp::Close),
+            1,
+            "a permanent error is not retried"
+        );
+        // Pushes keep being acknowledged while the batch is held.
+        for i in 6..8 {
+            recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap();
+        }
+        // Second failure at close (the held batch), then the pending batch's commit fails too.
+        assert!(matches!(
+            recorder.close().await,
+            Err(RecorderError::Held { batches: 2, .. })
+        ));
+        assert_eq!(segments(dir.path()), 2, "both batches are still spooled");
+        assert!(objects(&service, "c1").await.is_empty());
+        // The fault has cleared: closing again lands both, each once.
+        recorder.close().await.unwrap();
+        assert_eq!(segments(dir.path()), 0);
+        let objects = objects(&service, "c1").await;
+        assert_eq!(objects.len(), 2);
+        let all: Vec<u8> = objects.into_iter().flat_map(|(_, b)| b).collect();
+        assert_eq!(all, expected(0..8));
+    }
+
+    #[tokio::test]
+    async fn the_budget_pushes_back_when_uploads_fail() {
+        let plan = FaultPlan::new().rule(FaultRule::new(
+            FaultOp::Close,
+            FaultKind::Permanent,
+            FaultSchedule::Always,
+        ));
+        let (store, _) = store(Some(plan));
+        let config = RecorderConfig {
+            budget_bytes: 8 * CHUNK_BYTES,
+            ..config(None)
+        };
+        let (recorder, _) = Recorder::open(service(store), config).await.unwrap();
+        let (uid, conv) = ids("c1");
+        for i in 0..8 {
+            recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap();
+        }
+        let error = recorder
+            .push(&uid, &conv, ts(8), pcm(8), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, RecorderError::Backpressure { used_bytes, last_error: Some(_), .. } if *used_bytes == 8 * CHUNK_BYTES),
+            "{error}"
+        );
+        let stats = recorder.stats().await;
+        assert_eq!((stats.chunks_acked, stats.backpressure), (8, 1));
+        assert_eq!(stats.held_bytes + stats.pending_bytes, 8 * CHUNK_BYTES);
+        // The refused chunk was not taken: it can be pushed again later.
+        assert_eq!(recorder.last_held(&uid, &conv).await, Some(ts(7)));
+    }
+
+    #[tokio::test]
+    async fn the_budget_flushes_the_oldest_batch_to_make_room() {
+        let (store, _) = store(None);
+        let service = service(store);
+        let config = RecorderConfig {
+            budget_bytes: 4 * CHUNK_BYTES,
+            ..config(None)
+        };
+        let (recorder, _) = Recorder::open(service.clone(), config).await.unwrap();
+        let (uid, conv) = ids("c1");
+        for i in 0..5 {
+            recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            recorder.stats().await.flushes[&FlushReason::Budget].chunks,
+            4
+        );
+        recorder.close().await.unwrap();
+        let all: Vec<u8> = objects(&service, "c1")
+            .await
+            .into_iter()
+            .flat_map(|(_, b)| b)
+            .collect();
+        assert_eq!(all, expected(0..5));
+    }
+
+    #[tokio::test]
+    async fn a_crash_leaves_acked_chunks_in_the_spool_and_open_replays_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(None);
+        let service = service(store);
+        let (uid, conv) = ids("c1");
+        {
+            let (recorder, _) = Recorder::open(service.clone(), config(Some(dir.path())))
+                .await
+                .unwrap();
+            for i in 0..4 {
+                recorder
+                    .push(&uid, &conv, ts(i), pcm(i), None)
+                    .await
+                    .unwrap();
+            }
+            // "Crash": the recorder goes away without close.
+        }
+        assert!(objects(&service, "c1").await.is_empty());
+        let (recorder, report) = Recorder::open(service.clone(), config(Some(dir.path())))
+            .await
+            .unwrap();
+        assert_eq!((report.segments, report.chunks, report.uploaded), (1, 4, 1));
+        assert_eq!(
+            report.conversations,
+            [RecoveredConversation {
+                uid: uid.clone(),
+                conversation: conv.clone(),
+                chunks: 4,
+                last: ts(3),
+            }]
+        );
+        assert_eq!(
+            recorder.stats().await.flushes[&FlushReason::Replay].chunks,
+            4
+        );
+        assert_eq!(segments(dir.path()), 0);
+        // The caller resumes after the last spooled chunk; pushing it again is refused.
+        assert_eq!(
+            recorder.resume_point(&uid, &conv).await.unwrap(),
+            Some(ts(3))
+        );
+        assert!(matches!(
+            recorder.push(&uid, &conv, ts(3), pcm(3), None).await,
+            Err(RecorderError::Duplicate { .. })
+        ));
+        recorder
+            .push(&uid, &conv, ts(4), pcm(4), None)
+            .await
+            .unwrap();
+        recorder.close().await.unwrap();
+        let all: Vec<u8> = objects(&service, "c1")
+            .await
+            .into_iter()
+            .flat_map(|(_, b)| b)
+            .collect();
+        assert_eq!(all, expected(0..5));
+    }
+
+    #[tokio::test]
+    async fn replaying_a_segment_that_was_already_stored_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(None);
+        let service = service(store);
+        let (uid, conv) = ids("c1");
+        let (recorder, _) = Recorder::open(service.clone(), config(Some(dir.path())))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap();
+        }
+        // Keep a copy of the segment, as if the process died between the store's confirmation
+        // and the segment's removal.
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        let saved = std::fs::read(&segment).unwrap();
+        recorder.close().await.unwrap();
+        drop(recorder);
+        std::fs::write(&segment, saved).unwrap();
+
+        let writes = service.store().op_counts().write;
+        let (recorder, report) = Recorder::open(service.clone(), config(Some(dir.path())))
+            .await
+            .unwrap();
+        assert_eq!((report.segments, report.uploaded, report.held), (1, 1, 0));
+        assert_eq!(
+            service.store().op_counts().write,
+            writes,
+            "identical replay is a no-op"
+        );
+        assert_eq!(segments(dir.path()), 0);
+        let objects = objects(&service, "c1").await;
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].1, expected(0..3));
+        recorder.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn resume_point_finds_chunks_stored_before_the_spool_was_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(None);
+        let service = service(store);
+        let (uid, conv) = ids("c1");
+        {
+            let (recorder, _) = Recorder::open(service.clone(), config(Some(dir.path())))
+                .await
+                .unwrap();
+            for i in 0..6 {
+                recorder
+                    .push(&uid, &conv, ts(i), pcm(i), None)
+                    .await
+                    .unwrap();
+            }
+            recorder.flush_due().await.unwrap();
+        }
+        // The spool is empty: only the store knows chunk 5 is there.
+        let (recorder, report) = Recorder::open(service.clone(), config(Some(dir.path())))
+            .await
+            .unwrap();
+        assert_eq!(report.segments, 0);
+        assert_eq!(recorder.last_held(&uid, &conv).await, None);
+        assert_eq!(
+            recorder.resume_point(&uid, &conv).await.unwrap(),
+            Some(ts(5))
+        );
+        assert!(matches!(
+            recorder.push(&uid, &conv, ts(5), pcm(5), None).await,
+            Err(RecorderError::Duplicate { .. })
+        ));
+        let (_, empty) = ids("never-recorded");
+        assert_eq!(recorder.resume_point(&uid, &empty).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_after_a_crash_is_cut_and_the_rest_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(None);
+        let service = service(store);
+        let (uid, conv) = ids("c1");
+        {
+            let (recorder, _) = Recorder::open(service.clone(), config(Some(dir.path())))
+                .await
+                .unwrap();
+            for i in 0..3 {
+                recorder
+                    .push(&uid, &conv, ts(i), pcm(i), None)
+                    .await
+                    .unwrap();
+            }
+        }
+        // A fourth record whose write was cut short by the crash (never acknowledged).
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&segment)
+            .unwrap();
+        std::io::Write::write_all(&mut file, &[0x11, 0x3e, 0, 0, 1, 2, 3, 4, 2, 9, 9]).unwrap();
+        drop(file);
+        let (recorder, report) = Recorder::open(service.clone(), config(Some(dir.path())))
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.chunks, report.cut_bytes, report.uploaded),
+            (3, 11, 1)
+        );
+        assert_eq!(objects(&service, "c1").await[0].1, expected(0..3));
+        recorder.close().await.unwrap();
+    }
+
+    #[test]
+    fn presets() {
+        let omi = RecorderConfig::omi();
+        assert_eq!(omi.max_batch_duration, Duration::from_secs(60));
+        assert!(omi.spool_dir.is_none());
+        let spool = RecorderConfig::spool("/var/spool/chunkvault");
+        assert_eq!(spool.max_batch_duration, Duration::from_secs(600));
+        assert!(spool.max_age > spool.max_batch_duration);
+        // 10-minute batches: at most 6 per recorded hour.
+        assert!(3600 / spool.max_batch_duration.as_secs() <= 6);
+        let retry = RetryPolicy::default();
+        assert_eq!(retry.held_delay(1), retry.max_backoff);
+        assert_eq!(retry.held_delay(2), retry.max_backoff * 2);
+        assert_eq!(retry.held_delay(40), retry.held_retry_max);
     }
 }

@@ -85,7 +85,9 @@ pub enum SpoolError {
     #[error("spool segment {0} is not open for appending")]
     NotOpen(u64),
     /// A chunk's timestamp is not after the segment's previous chunk.
-    #[error("spool segment {segment}: chunk at {timestamp} is not after the previous chunk ({previous})")]
+    #[error(
+        "spool segment {segment}: chunk at {timestamp} is not after the previous chunk ({previous})"
+    )]
     OutOfOrder {
         /// The segment.
         segment: u64,
@@ -379,10 +381,7 @@ struct Scanned {
 /// `tolerate_torn` accepts a torn tail (recovery); otherwise a torn tail is corruption.
 fn scan_segment(path: &Path, keep_pcm: bool, tolerate_torn: bool) -> Result<Scanned, SpoolError> {
     let file = File::open(path).map_err(io_err(path, "open segment"))?;
-    let total = file
-        .metadata()
-        .map_err(io_err(path, "stat segment"))?
-        .len();
+    let total = file.metadata().map_err(io_err(path, "stat segment"))?.len();
     let mut reader = RecordReader::new(file, total);
     let mut scanned = Scanned {
         header: None,
@@ -414,7 +413,9 @@ fn scan_segment(path: &Path, keep_pcm: bool, tolerate_torn: bool) -> Result<Scan
         // A zero-filled file: created, then the crash came before its first bytes were durable.
         if tolerate_torn
             && magic == [0; 8]
-            && reader.rest_is_zero().map_err(io_err(path, "read segment"))?
+            && reader
+                .rest_is_zero()
+                .map_err(io_err(path, "read segment"))?
         {
             return Ok(scanned);
         }
@@ -430,12 +431,12 @@ fn scan_segment(path: &Path, keep_pcm: bool, tolerate_torn: bool) -> Result<Scan
             Next::Corrupt(reason) => return Err(corrupt(offset, reason)),
             Next::Record(payload) => {
                 if scanned.header.is_none() {
-                    let header =
-                        decode_header(&payload).ok_or_else(|| corrupt(offset, "bad header record"))?;
+                    let header = decode_header(&payload)
+                        .ok_or_else(|| corrupt(offset, "bad header record"))?;
                     scanned.header = Some(header);
                 } else {
-                    let (timestamp, pcm) =
-                        decode_chunk(&payload).ok_or_else(|| corrupt(offset, "bad chunk record"))?;
+                    let (timestamp, pcm) = decode_chunk(&payload)
+                        .ok_or_else(|| corrupt(offset, "bad chunk record"))?;
                     if scanned.last.is_some_and(|last| timestamp <= last) {
                         return Err(corrupt(offset, "chunk timestamps do not increase"));
                     }
@@ -607,7 +608,12 @@ impl Spool {
     /// survives a crash. When it returns an error, the segment is as it was before the call
     /// (the partial record is cut), or — if even that failed — the spool is
     /// [`SpoolError::Failed`] and refuses further writes until it is reopened.
-    pub fn append(&mut self, segment: u64, timestamp: Timestamp, pcm: &[u8]) -> Result<(), SpoolError> {
+    pub fn append(
+        &mut self,
+        segment: u64,
+        timestamp: Timestamp,
+        pcm: &[u8],
+    ) -> Result<(), SpoolError> {
         self.check_usable()?;
         let len = CHUNK_PREFIX + pcm.len();
         if len > MAX_RECORD {
@@ -905,6 +911,9 @@ mod tests {
             spool.append(seg, ts(1), &big),
             Err(SpoolError::TooLarge { .. })
         ));
-        assert_eq!(fs::metadata(segment_path(dir.path(), seg)).unwrap().len(), before);
+        assert_eq!(
+            fs::metadata(segment_path(dir.path(), seg)).unwrap().len(),
+            before
+        );
     }
 }
