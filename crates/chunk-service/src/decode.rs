@@ -17,6 +17,15 @@ pub(crate) fn trim_to_samples(mut pcm: Bytes) -> Bytes {
     pcm
 }
 
+fn decode_opus(path: &str, container: &[u8]) -> Result<Bytes, ServiceError> {
+    crate::codec::opus::decode_omi_opus(container)
+        .map(|pcm| trim_to_samples(Bytes::from(pcm)))
+        .map_err(|error| ServiceError::Decode {
+            path: path.to_owned(),
+            reason: error.to_string(),
+        })
+}
+
 /// Decodes an Omi object into contiguous PCM pieces (one per chunk where the object records
 /// chunk boundaries). `key` is needed for the encrypted kinds.
 pub(crate) fn decode_omi_object(
@@ -43,11 +52,22 @@ pub(crate) fn decode_omi_object(
                 })
                 .collect()
         }
-        ObjectKind::Opus | ObjectKind::OpusEnc => Err(ServiceError::Decode {
-            path: path.to_owned(),
-            reason: "Opus objects cannot be decoded yet (the Opus codec is not built in)"
-                .to_owned(),
-        }),
+        ObjectKind::Opus => decode_opus(path, &bytes).map(|pcm| vec![pcm]),
+        ObjectKind::OpusEnc => {
+            let key = key.ok_or_else(|| ServiceError::Decode {
+                path: path.to_owned(),
+                reason: "encrypted object but the service has no key material".to_owned(),
+            })?;
+            // Omi seals the whole container as one frame; accept N frames like every `.enc`.
+            let mut container = Vec::new();
+            for plain in chunk_crypto::omi::open_object(key, &bytes) {
+                container.extend(plain.map_err(|source| ServiceError::Crypto {
+                    path: path.to_owned(),
+                    source,
+                })?);
+            }
+            decode_opus(path, &container).map(|pcm| vec![pcm])
+        }
         ObjectKind::Pack => Err(ServiceError::Decode {
             path: path.to_owned(),
             reason: "pack objects are decoded by the pack reader".to_owned(),
