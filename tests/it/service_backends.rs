@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::Timestamp;
 use chunk_service::{
-    Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
-    ServiceConfig, ServiceError,
+    BatchLayout, Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels,
+    ProtectionLevel, ServiceConfig, ServiceError,
 };
 use chunk_store::{ConversationId, PutMode, UserId};
 
@@ -36,7 +36,10 @@ async fn service_end_to_end_on_every_backend() {
             backend.store.clone(),
             Some(Keyring::single(KeyId::new(1), secret)),
             levels.clone(),
-            ServiceConfig::default(),
+            ServiceConfig {
+                batch_layout: BatchLayout::Omi,
+                ..ServiceConfig::default()
+            },
         )
         .unwrap();
         let uid = UserId::new("u1").unwrap();
@@ -48,11 +51,20 @@ async fn service_end_to_end_on_every_backend() {
         let batch: Vec<Chunk> = (0..12)
             .map(|i| Chunk::new(ts(T0 + i * 5_000), chunk_pcm(i as u16)))
             .collect();
-        let report = service.upload_batch(&uid, &conv, batch.clone(), None).await.unwrap();
+        let report = service
+            .upload_batch(&uid, &conv, batch.clone(), None)
+            .await
+            .unwrap();
         assert_eq!(levels.lookups(), 1, "{name}: one level lookup per batch");
         assert_eq!(report.objects_written, 1);
-        let again = service.upload_batch(&uid, &conv, batch.clone(), None).await.unwrap();
-        assert_eq!(again.objects_written, 0, "{name}: identical retry is a no-op");
+        let again = service
+            .upload_batch(&uid, &conv, batch.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.objects_written, 0,
+            "{name}: identical retry is a no-op"
+        );
         for i in 0..2u64 {
             let chunk = Chunk::new(ts(T0 + 70_000 + i * 5_000), chunk_pcm(100 + i as u16));
             service
@@ -61,7 +73,11 @@ async fn service_end_to_end_on_every_backend() {
                 .unwrap();
         }
         let stray = format!("chunks/{uid}/{conv}/notes.txt");
-        backend.store.put(&stray, b"hi".to_vec(), PutMode::Overwrite).await.unwrap();
+        backend
+            .store
+            .put(&stray, b"hi".to_vec(), PutMode::Overwrite)
+            .await
+            .unwrap();
         service
             .upload_chunk(&neighbour, &conv, Chunk::new(ts(T0), chunk_pcm(7)), None)
             .await
@@ -88,7 +104,12 @@ async fn service_end_to_end_on_every_backend() {
         // Everything, gap-filled: 60 s batch + 10 s silence + 10 s.
         let all: Vec<Timestamp> = listing.chunks.iter().map(|e| e.start).collect();
         let pcm = service
-            .download(&uid, &conv, &DownloadRequest::Timestamps(all), DownloadOptions::default())
+            .download(
+                &uid,
+                &conv,
+                &DownloadRequest::Timestamps(all),
+                DownloadOptions::default(),
+            )
             .await
             .unwrap()
             .collect_vec()
@@ -96,7 +117,10 @@ async fn service_end_to_end_on_every_backend() {
             .unwrap();
         assert_eq!(pcm.len(), 80 * 32_000, "{name}");
         assert_eq!(&pcm[..160_000], &chunk_pcm(0)[..], "{name}");
-        assert!(pcm[60 * 32_000..70 * 32_000].iter().all(|&b| b == 0), "{name}: silence");
+        assert!(
+            pcm[60 * 32_000..70 * 32_000].iter().all(|&b| b == 0),
+            "{name}: silence"
+        );
         assert_eq!(&pcm[75 * 32_000..], &chunk_pcm(101)[..], "{name}");
 
         // A range inside the batch is clipped to the range.
@@ -116,17 +140,29 @@ async fn service_end_to_end_on_every_backend() {
         assert!(clipped == expected, "{name}: clipped range");
 
         // Deleting an interior timestamp removes the whole batch (Omi would keep it).
-        let deleted = service.delete(&uid, &conv, &[ts(T0 + 30_000)]).await.unwrap();
+        let deleted = service
+            .delete(&uid, &conv, &[ts(T0 + 30_000)])
+            .await
+            .unwrap();
         assert_eq!(deleted.deleted.len(), 1, "{name}");
         let request = DownloadRequest::Timestamps(vec![ts(T0)]);
         assert!(matches!(
-            service.download(&uid, &conv, &request, DownloadOptions::default()).await,
+            service
+                .download(&uid, &conv, &request, DownloadOptions::default())
+                .await,
             Err(ServiceError::NoAudio { .. })
         ));
 
-        assert_eq!(service.delete_conversation(&uid, &conv).await.unwrap(), 3, "{name}");
+        assert_eq!(
+            service.delete_conversation(&uid, &conv).await.unwrap(),
+            3,
+            "{name}"
+        );
         assert!(service.list(&uid, &conv).await.unwrap().chunks.is_empty());
-        service.upload_chunk(&uid, &conv, Chunk::new(ts(T0), chunk_pcm(9)), None).await.unwrap();
+        service
+            .upload_chunk(&uid, &conv, Chunk::new(ts(T0), chunk_pcm(9)), None)
+            .await
+            .unwrap();
         assert_eq!(service.purge_user(&uid).await.unwrap(), 1, "{name}");
         assert_eq!(
             service.list(&neighbour, &conv).await.unwrap().chunks.len(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::Timestamp;
 use chunk_service::{
-    ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
+    BatchLayout, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
     ServiceConfig, ServiceError,
 };
 use chunk_store::{ConversationId, Store, UserId};
@@ -34,15 +34,47 @@ enum Corrected {
 }
 
 const CORRECTED: &[(&str, &str, Corrected)] = &[
-    ("B", "iii_subset_fill", Corrected::SameAs("i_all_listed_fill")),
-    ("B", "iii_subset_nofill", Corrected::SameAs("i_all_listed_fill")),
-    ("B", "iii_subset_end_only_fill", Corrected::SameAs("i_all_listed_fill")),
-    ("C", "iii_subset_fill", Corrected::SameAs("i_all_listed_fill")),
-    ("C", "iii_subset_nofill", Corrected::SameAs("i_all_listed_fill")),
-    ("C", "iii_subset_end_only_fill", Corrected::SameAs("i_all_listed_fill")),
+    (
+        "B",
+        "iii_subset_fill",
+        Corrected::SameAs("i_all_listed_fill"),
+    ),
+    (
+        "B",
+        "iii_subset_nofill",
+        Corrected::SameAs("i_all_listed_fill"),
+    ),
+    (
+        "B",
+        "iii_subset_end_only_fill",
+        Corrected::SameAs("i_all_listed_fill"),
+    ),
+    (
+        "C",
+        "iii_subset_fill",
+        Corrected::SameAs("i_all_listed_fill"),
+    ),
+    (
+        "C",
+        "iii_subset_nofill",
+        Corrected::SameAs("i_all_listed_fill"),
+    ),
+    (
+        "C",
+        "iii_subset_end_only_fill",
+        Corrected::SameAs("i_all_listed_fill"),
+    ),
     // Duplicate doubling: every listed timestamp, a shared timestamp used once.
-    ("E", "i_all_listed_fill", Corrected::SameAs("v_unique_listed_fill")),
-    ("E", "ii_all_listed_nofill", Corrected::SameAs("v_unique_listed_nofill")),
+    (
+        "E",
+        "i_all_listed_fill",
+        Corrected::SameAs("v_unique_listed_fill"),
+    ),
+    (
+        "E",
+        "ii_all_listed_nofill",
+        Corrected::SameAs("v_unique_listed_nofill"),
+    ),
     ("E", "iii_subset_fill", Corrected::SubsetWithBatch),
     ("E", "iii_subset_nofill", Corrected::SubsetWithBatch),
     (
@@ -83,7 +115,11 @@ fn corrected(scenario: &str, case: &str) -> Option<&'static Corrected> {
 /// 870-885, 920 `.batch.enc`), built from the objects themselves: Opus decoded (checked against
 /// Omi's recorded decode), the batch's raw PCM, the sealed frame opened.
 fn subset_with_batch(scenario: &Scenario, fill_gaps: bool) -> DownloadResult {
-    let object = |n: &str| scenario.object_bytes(&format!("chunks/oracle-uid/conv-e/{n}")).unwrap();
+    let object = |n: &str| {
+        scenario
+            .object_bytes(&format!("chunks/oracle-uid/conv-e/{n}"))
+            .unwrap()
+    };
     let opus_entry = scenario
         .objects
         .iter()
@@ -129,7 +165,11 @@ fn keyring() -> Keyring {
 
 fn service_on(dir: &std::path::Path, levels: Arc<InMemoryLevels>) -> ChunkService {
     let store = Store::from_uri(&format!("fs://{}", dir.display())).expect("fs store");
-    ChunkService::new(store, Some(keyring()), levels, ServiceConfig::default()).expect("service")
+    let config = ServiceConfig {
+        batch_layout: BatchLayout::Omi,
+        ..ServiceConfig::default()
+    };
+    ChunkService::new(store, Some(keyring()), levels, config).expect("service")
 }
 
 fn uid() -> UserId {
@@ -200,8 +240,8 @@ async fn downloads_equal_omi_or_the_documented_fix() {
                 opus_cases += 1;
             }
             let conv = ConversationId::new(case.conversation_id.clone()).unwrap();
-            let request = DownloadRequest::from_f64_timestamps(case.timestamps.iter().copied())
-                .unwrap();
+            let request =
+                DownloadRequest::from_f64_timestamps(case.timestamps.iter().copied()).unwrap();
             let options = DownloadOptions {
                 fill_gaps: case.fill_gaps,
                 sample_rate: case.sample_rate,
@@ -257,7 +297,11 @@ async fn deletes_leave_what_omi_leaves_or_the_documented_fix() {
             }
             let mut expected: BTreeSet<String> = case.remaining.iter().cloned().collect();
             if let Some(Corrected::AlsoDeletes(path)) = corrected(name, &case.case) {
-                assert!(expected.remove(*path), "{name}/{}: {path} not in remaining", case.case);
+                assert!(
+                    expected.remove(*path),
+                    "{name}/{}: {path} not in remaining",
+                    case.case
+                );
             }
             let remaining: BTreeSet<String> = chunkvault_tests::omi::list_objects(bucket.path())
                 .unwrap()
@@ -344,7 +388,10 @@ async fn writers_reproduce_omi_objects() {
                     assert_eq!(sha256_hex(&ours), entry.sha256, "{name}: bytes of {path}");
                 }
                 ObjectFormat::EncryptedFrames => {
-                    let frames = entry.frames.as_ref().expect("frames of an encrypted object");
+                    let frames = entry
+                        .frames
+                        .as_ref()
+                        .expect("frames of an encrypted object");
                     let opened: Vec<Vec<u8>> = chunk_crypto::omi::open_object(&key, &ours)
                         .collect::<Result<_, _>>()
                         .unwrap();

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
+use chunk_format::pack::{Codec, PackConfig, pack_name_end};
 use chunk_format::{ObjectName, Timestamp};
 use chunk_service::{
-    Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
-    ServiceConfig, ServiceError,
+    BatchLayout, Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels,
+    ProtectionLevel, ServiceConfig, ServiceError,
 };
 use chunk_store::{ConversationId, Store, UserId, layout};
 use proptest::prelude::*;
@@ -61,7 +62,9 @@ fn upload() -> impl Strategy<Value = Upload> {
 /// What the model knows of one stored object.
 #[derive(Debug, Clone)]
 struct ModelObject {
-    path: String,
+    /// `None` once a pack was rewritten under a fresh name by a delete.
+    path: Option<String>,
+    pack: bool,
     start_ms: u64,
     /// Chunk starts (ms) and PCM.
     chunks: Vec<(u64, Vec<u8>)>,
@@ -84,16 +87,26 @@ fn ts(ms: u64) -> Timestamp {
     Timestamp::from_millis(ms).unwrap()
 }
 
-async fn run_case(store: Store, uploads: Vec<Upload>, delete_picks: Vec<usize>) {
+async fn run_case(
+    store: Store,
+    layout: BatchLayout,
+    uploads: Vec<Upload>,
+    delete_picks: Vec<usize>,
+) {
     let secret = MasterSecret::new(b"omi_".repeat(16)).unwrap();
     let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Standard));
     let service = ChunkService::new(
         store,
         Some(Keyring::single(KeyId::new(1), secret)),
         levels,
-        ServiceConfig::default(),
+        ServiceConfig {
+            batch_layout: layout,
+            pack: PackConfig::new(Codec::ZstdPcm16Le, RATE, 1),
+            ..ServiceConfig::default()
+        },
     )
     .unwrap();
+    let packs = layout == BatchLayout::Pack;
     let uid = UserId::new("model-user").unwrap();
     let conv = ConversationId::new("model-conv").unwrap();
 
@@ -105,7 +118,12 @@ async fn run_case(store: Store, uploads: Vec<Upload>, delete_picks: Vec<usize>) 
             .chunks
             .iter()
             .enumerate()
-            .map(|(i, &samples)| (start + i as u64 * 1_000, pcm(n as u64 * 16 + i as u64, samples)))
+            .map(|(i, &samples)| {
+                (
+                    start + i as u64 * 1_000,
+                    pcm(n as u64 * 16 + i as u64, samples),
+                )
+            })
             .collect();
         let last = chunks.last().unwrap();
         cursor_ms = last.0 + u64::from(*upload.chunks.last().unwrap());
@@ -123,17 +141,27 @@ async fn run_case(store: Store, uploads: Vec<Upload>, delete_picks: Vec<usize>) 
         let attempts = if upload.retry { 2 } else { 1 };
         for attempt in 0..attempts {
             let report = if upload.batch {
-                service.upload_batch(&uid, &conv, to_chunks(), Some(level)).await
+                service
+                    .upload_batch(&uid, &conv, to_chunks(), Some(level))
+                    .await
             } else {
                 service
                     .upload_chunk(&uid, &conv, to_chunks().remove(0), Some(level))
                     .await
             }
             .unwrap();
-            assert_eq!(report.objects_written, usize::from(attempt == 0), "retry is a no-op");
+            assert_eq!(
+                report.objects_written,
+                usize::from(attempt == 0),
+                "retry is a no-op"
+            );
             assert_eq!(report.paths.len(), 1);
             if attempt == 0 {
-                let name = if upload.batch {
+                let last_samples = *upload.chunks.last().unwrap();
+                let name = if upload.batch && packs {
+                    let end = pack_name_end(ts(last.0), last_samples, RATE).unwrap();
+                    ObjectName::pack(ts(start), end)
+                } else if upload.batch {
                     ObjectName::batch(ts(start), ts(last.0), chunks.len(), upload.enhanced)
                 } else {
                     ObjectName::single(
@@ -148,7 +176,8 @@ async fn run_case(store: Store, uploads: Vec<Upload>, delete_picks: Vec<usize>) 
                 .unwrap();
                 assert_eq!(report.paths[0], layout::chunk_path(&uid, &conv, &name));
                 model.push(ModelObject {
-                    path: report.paths[0].clone(),
+                    path: Some(report.paths[0].clone()),
+                    pack: upload.batch && packs,
                     start_ms: start,
                     chunks: chunks.clone(),
                 });
@@ -156,29 +185,72 @@ async fn run_case(store: Store, uploads: Vec<Upload>, delete_picks: Vec<usize>) 
         }
         // Different audio under an existing name is refused, never overwritten.
         let mut altered = to_chunks();
-        altered[0].pcm = vec![0x55; altered[0].pcm.len() + 2].into();
+        // Same length (so a pack gets the same name), different samples.
+        let mut changed = altered[0].pcm.to_vec();
+        changed[0] ^= 0x55;
+        altered[0].pcm = changed.into();
         let conflict = if upload.batch {
-            service.upload_batch(&uid, &conv, altered, Some(level)).await
+            service
+                .upload_batch(&uid, &conv, altered, Some(level))
+                .await
         } else {
-            service.upload_chunk(&uid, &conv, altered.remove(0), Some(level)).await
+            service
+                .upload_chunk(&uid, &conv, altered.remove(0), Some(level))
+                .await
         };
-        assert!(matches!(conflict, Err(ServiceError::Conflict { .. })), "{conflict:?}");
+        assert!(
+            matches!(conflict, Err(ServiceError::Conflict { .. })),
+            "{conflict:?}"
+        );
     }
 
     check_against_model(&service, &uid, &conv, &model).await;
 
     // Delete random chunk timestamps (interior batch timestamps included).
-    let all_ts: Vec<u64> = model.iter().flat_map(|o| o.chunks.iter().map(|c| c.0)).collect();
-    let picked: Vec<u64> = delete_picks.iter().map(|&i| all_ts[i % all_ts.len()]).collect();
+    let all_ts: Vec<u64> = model
+        .iter()
+        .flat_map(|o| o.chunks.iter().map(|c| c.0))
+        .collect();
+    let picked: Vec<u64> = delete_picks
+        .iter()
+        .map(|&i| all_ts[i % all_ts.len()])
+        .collect();
     let report = service
-        .delete(&uid, &conv, &picked.iter().map(|&ms| ts(ms)).collect::<Vec<_>>())
+        .delete(
+            &uid,
+            &conv,
+            &picked.iter().map(|&ms| ts(ms)).collect::<Vec<_>>(),
+        )
         .await
         .unwrap();
-    let (gone, kept): (Vec<ModelObject>, Vec<ModelObject>) = model
-        .into_iter()
-        .partition(|o| picked.iter().any(|&t| o.covers(t)));
-    let gone_paths: Vec<String> = gone.iter().map(|o| o.path.clone()).collect();
-    assert_eq!(report.deleted, gone_paths);
+    let mut gone_paths = Vec::new();
+    let mut rewritten = 0;
+    let mut kept = Vec::new();
+    for mut object in model {
+        if !picked.iter().any(|&t| object.covers(t)) {
+            kept.push(object);
+            continue;
+        }
+        gone_paths.push(object.path.clone().unwrap());
+        if object.pack {
+            // A pack loses exactly the chunks holding a picked instant (1 kHz: samples = ms).
+            object.chunks.retain(|(start, pcm)| {
+                let end = start + (pcm.len() / 2) as u64;
+                !picked.iter().any(|&t| *start <= t && t < end)
+            });
+            if !object.chunks.is_empty() {
+                rewritten += 1;
+                object.start_ms = object.chunks[0].0;
+                object.path = None;
+                kept.push(object);
+            }
+        }
+    }
+    gone_paths.sort();
+    let mut deleted = report.deleted.clone();
+    deleted.sort();
+    assert_eq!(deleted, gone_paths);
+    assert_eq!(report.written.len(), rewritten);
     check_against_model(&service, &uid, &conv, &kept).await;
 }
 
@@ -189,19 +261,25 @@ async fn check_against_model(
     model: &[ModelObject],
 ) {
     let listing = service.list(uid, conv).await.unwrap();
-    let listed: Vec<(String, u64)> = listing
-        .chunks
-        .iter()
-        .map(|e| (e.path.clone(), e.start.as_millis()))
-        .collect();
-    let mut expected: Vec<(String, u64)> =
-        model.iter().map(|o| (o.path.clone(), o.start_ms)).collect();
-    expected.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    let listed: Vec<u64> = listing.chunks.iter().map(|e| e.start.as_millis()).collect();
+    let mut expected: Vec<u64> = model.iter().map(|o| o.start_ms).collect();
+    expected.sort();
     assert_eq!(listed, expected);
+    for object in model {
+        if let Some(path) = &object.path {
+            assert!(
+                listing.chunks.iter().any(|e| &e.path == path),
+                "{path} listed"
+            );
+        }
+    }
     assert!(listing.foreign.is_empty());
 
     let request = DownloadRequest::Timestamps(
-        model.iter().flat_map(|o| o.chunks.iter().map(|c| ts(c.0))).collect(),
+        model
+            .iter()
+            .flat_map(|o| o.chunks.iter().map(|c| ts(c.0)))
+            .collect(),
     );
     let filled = service
         .download(
@@ -258,8 +336,14 @@ async fn check_against_model(
         .collect_vec()
         .await
         .unwrap();
-    let back_to_back: Vec<u8> = timeline.values().flat_map(|pcm| pcm.iter().copied()).collect();
-    assert!(collapsed == back_to_back, "range download differs from the model");
+    let back_to_back: Vec<u8> = timeline
+        .values()
+        .flat_map(|pcm| pcm.iter().copied())
+        .collect();
+    assert!(
+        collapsed == back_to_back,
+        "range download differs from the model"
+    );
 }
 
 fn config() -> ProptestConfig {
@@ -279,7 +363,16 @@ proptest! {
         picks in prop::collection::vec(any::<usize>(), 0..4),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run_case(Store::from_uri("memory://").unwrap(), uploads, picks));
+        rt.block_on(run_case(Store::from_uri("memory://").unwrap(), BatchLayout::Omi, uploads, picks));
+    }
+
+    #[test]
+    fn prop_service_matches_model_with_packs_on_memory(
+        uploads in prop::collection::vec(upload(), 1..6),
+        picks in prop::collection::vec(any::<usize>(), 0..4),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run_case(Store::from_uri("memory://").unwrap(), BatchLayout::Pack, uploads, picks));
     }
 
     #[test]
@@ -290,6 +383,6 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::from_uri(&format!("fs://{}", dir.path().display())).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run_case(store, uploads, picks));
+        rt.block_on(run_case(store, BatchLayout::Pack, uploads, picks));
     }
 }

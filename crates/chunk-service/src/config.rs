@@ -2,13 +2,18 @@
 
 use std::num::NonZeroUsize;
 
+use chunk_format::pack::PackConfig;
+
 /// What the service writes for a batch upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchLayout {
+    /// chunkvault's native pack (`START-END.pack`): exact per-chunk timing, ranged reads of one
+    /// chunk, zstd, authenticated order and completeness. The default for new writes.
+    #[default]
+    Pack,
     /// Omi's layout: `FIRST-LAST.batch.{bin,enc}` (raw PCM concatenated, or one Omi frame per
     /// chunk). Readable by Omi's own code.
-    #[default]
     Omi,
     /// One object per chunk (`TS.bin` / `TS.enc`), as Omi does with batching disabled.
     PerChunk,
@@ -41,6 +46,8 @@ pub struct ServiceConfig {
     pub batch_layout: BatchLayout,
     /// What single-chunk uploads write.
     pub single_format: SingleFormat,
+    /// Codec, sample rate, channels and zstd level of the packs written.
+    pub pack: PackConfig,
     /// Key material policy (fail closed by default).
     pub encryption: EncryptionPolicy,
     /// Objects fetched concurrently by a download (Omi: 8 per call).
@@ -53,8 +60,9 @@ pub struct ServiceConfig {
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
-            batch_layout: BatchLayout::Omi,
+            batch_layout: BatchLayout::Pack,
             single_format: SingleFormat::Pcm,
+            pack: PackConfig::default(),
             encryption: EncryptionPolicy::Required,
             download_concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             download_memory_budget: 16 * 1024 * 1024,

@@ -3,6 +3,7 @@
 use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, UserId, layout};
 
+use crate::pack::Rewrite;
 use crate::{ChunkService, ServiceError};
 
 /// What a delete call removed.
@@ -10,6 +11,9 @@ use crate::{ChunkService, ServiceError};
 pub struct DeleteReport {
     /// Paths deleted, in listing order.
     pub deleted: Vec<String>,
+    /// Packs written to replace packs that lost some chunks (written and verified before the
+    /// old pack was deleted).
+    pub written: Vec<String>,
 }
 
 impl ChunkService {
@@ -18,7 +22,10 @@ impl ChunkService {
     /// One listing per call, then one batch delete. A single-chunk object is deleted when its
     /// timestamp is requested (every object at that timestamp: `.bin` and `.opus` alike). An Omi
     /// batch is deleted when *any* requested timestamp falls within `[first, last]` — not only
-    /// its start, as Omi does — because its chunks cannot be removed one by one.
+    /// its start, as Omi does — because its chunks cannot be removed one by one. A pack loses
+    /// exactly the chunks holding a requested instant: it is rewritten without them (new pack
+    /// written create-only and read back first, then the old one deleted), or deleted when no
+    /// chunk is left.
     pub async fn delete(
         &self,
         uid: &UserId,
@@ -30,21 +37,35 @@ impl ChunkService {
         }
         let listing = self.list(uid, conversation).await?;
         let mut deleted = Vec::new();
+        let mut written = Vec::new();
         for entry in listing.chunks {
             let hit = timestamps.iter().any(|&ts| entry.name.covers(ts));
             if !hit {
                 continue;
             }
             if entry.kind == ObjectKind::Pack {
-                return Err(ServiceError::InvalidInput(format!(
-                    "{}: deleting chunks inside a pack is not supported by this version",
-                    entry.path
-                )));
+                let holds = |start: Timestamp, end: Timestamp| {
+                    timestamps
+                        .iter()
+                        .any(|&ts| start <= ts && (ts < end || ts == start))
+                };
+                match self
+                    .rewrite_pack_without(uid, conversation, &entry.path, holds)
+                    .await?
+                {
+                    // The instants fell in gaps inside the pack: nothing to remove.
+                    Rewrite::Unchanged => continue,
+                    Rewrite::Emptied => {}
+                    Rewrite::Written(new_path) => written.push(new_path),
+                }
             }
             deleted.push(entry.path);
         }
-        self.inner.store.delete_many(deleted.iter().cloned()).await?;
-        Ok(DeleteReport { deleted })
+        self.inner
+            .store
+            .delete_many(deleted.iter().cloned())
+            .await?;
+        Ok(DeleteReport { deleted, written })
     }
 
     /// Deletes everything under `chunks/{uid}/{conversation}/` and `audio/{uid}/{conversation}/`

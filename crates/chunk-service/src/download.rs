@@ -2,6 +2,7 @@
 //! bounded concurrency, decode, and place the audio on a timeline, streamed.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,6 +14,7 @@ use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use crate::decode::decode_omi_object;
 use crate::list::ListEntry;
+use crate::pack::LoadedPack;
 use crate::timeline::{Joining, Piece, Timeline};
 use crate::{ChunkService, ServiceError};
 
@@ -39,9 +41,7 @@ impl DownloadRequest {
     ) -> Result<DownloadRequest, ServiceError> {
         timestamps
             .into_iter()
-            .map(|t| {
-                Timestamp::from_f64(t).map_err(|e| ServiceError::InvalidInput(e.to_string()))
-            })
+            .map(|t| Timestamp::from_f64(t).map_err(|e| ServiceError::InvalidInput(e.to_string())))
             .collect::<Result<_, _>>()
             .map(DownloadRequest::Timestamps)
     }
@@ -107,18 +107,58 @@ impl Stream for PcmStream {
     }
 }
 
-/// One fetch: candidate objects in preference order (the first that decodes wins).
+/// One fetch: an Omi object (candidates in preference order, the first that decodes wins) or a
+/// run of adjacent chunks of a pack (one ranged read).
 #[derive(Debug, Clone)]
-struct Job {
-    candidates: Vec<ListEntry>,
+enum Job {
+    Omi { candidates: Vec<ListEntry> },
+    PackRun { pack: LoadedPack, run: Range<usize> },
 }
 
 impl Job {
     fn start(&self) -> Timestamp {
-        self.candidates.first().map_or(Timestamp::ZERO, |c| c.start)
+        match self {
+            Job::Omi { candidates } => candidates.first().map_or(Timestamp::ZERO, |c| c.start),
+            Job::PackRun { pack, run } => pack
+                .index
+                .entries()
+                .get(run.start)
+                .map_or(Timestamp::ZERO, |e| e.start),
+        }
     }
     fn largest(&self) -> u64 {
-        self.candidates.iter().map(|c| c.size).max().unwrap_or(0)
+        match self {
+            Job::Omi { candidates } => candidates.iter().map(|c| c.size).max().unwrap_or(0),
+            Job::PackRun { pack, run } => pack.stored_bytes(run),
+        }
+    }
+}
+
+/// A planned fetch before pack indexes are read.
+#[derive(Debug, Clone)]
+enum Planned {
+    Omi(Vec<ListEntry>),
+    /// A pack and the part of it the request selects.
+    Pack(ListEntry, Selection),
+}
+
+/// Which chunks of a pack a request selects.
+#[derive(Debug, Clone)]
+enum Selection {
+    /// Chunks holding any of these instants.
+    Instants(Vec<Timestamp>),
+    /// Chunks overlapping `[from, to)`.
+    Range(Timestamp, Timestamp),
+}
+
+impl Selection {
+    fn selects(&self, start_ms: u64, end_ms: u64) -> bool {
+        match self {
+            Selection::Instants(instants) => instants
+                .iter()
+                .any(|t| start_ms <= t.as_millis() && t.as_millis() < end_ms.max(start_ms + 1)),
+            Selection::Range(from, to) => start_ms < to.as_millis() && end_ms > from.as_millis(),
+        }
     }
 }
 
@@ -165,27 +205,62 @@ impl ChunkService {
         options: DownloadOptions,
     ) -> Result<PcmStream, ServiceError> {
         if options.sample_rate == 0 {
-            return Err(ServiceError::InvalidInput("sample rate must be positive".into()));
+            return Err(ServiceError::InvalidInput(
+                "sample rate must be positive".into(),
+            ));
         }
         let no_audio = || ServiceError::NoAudio {
             uid: uid.to_string(),
             conversation: conversation.to_string(),
         };
         let listing = self.list(uid, conversation).await?;
-        let (jobs, mut timeline) = plan(&listing.chunks, request, options);
+        let planned = plan(&listing.chunks, request);
+        let mut jobs = self.expand(uid, planned).await?;
         if jobs.is_empty() {
             return Err(no_audio());
         }
-        if let DownloadRequest::Range { to, .. } = request {
-            timeline.clip_end_ms(to.as_millis());
-        }
+        let mut timeline = match request {
+            DownloadRequest::Timestamps(requested) => {
+                let joining = if options.fill_gaps {
+                    jobs.sort_by_key(Job::start);
+                    Joining::Timeline {
+                        fill_gaps: true,
+                        leading_silence: true,
+                    }
+                } else {
+                    Joining::Concat
+                };
+                let origin = requested
+                    .iter()
+                    .copied()
+                    .chain(jobs.iter().map(Job::start))
+                    .min()
+                    .unwrap_or(Timestamp::ZERO);
+                Timeline::new(options.sample_rate, joining, origin.as_millis())
+            }
+            DownloadRequest::Range { from, to } => {
+                jobs.sort_by_key(Job::start);
+                let joining = Joining::Timeline {
+                    fill_gaps: options.fill_gaps,
+                    leading_silence: false,
+                };
+                let mut timeline = Timeline::new(options.sample_rate, joining, from.as_millis());
+                timeline.clip_end_ms(to.as_millis());
+                timeline
+            }
+        };
+        let _ = &mut timeline;
         let key = self.omi_key(uid)?;
         let largest = jobs.iter().map(Job::largest).max().unwrap_or(1).max(1);
-        let budget_slots = usize::try_from(
-            (self.inner.config.download_memory_budget as u64 / largest).max(1),
-        )
-        .unwrap_or(usize::MAX);
-        let concurrency = self.inner.config.download_concurrency.get().min(budget_slots);
+        let budget_slots =
+            usize::try_from((self.inner.config.download_memory_budget as u64 / largest).max(1))
+                .unwrap_or(usize::MAX);
+        let concurrency = self
+            .inner
+            .config
+            .download_concurrency
+            .get()
+            .min(budget_slots);
         let service = self.clone();
         let decoded = stream::iter(jobs)
             .map(move |job| {
@@ -229,8 +304,58 @@ impl ChunkService {
         })
     }
 
+    /// Reads the index of every planned pack (bounded concurrency) and turns the plan into
+    /// fetch jobs: Omi objects as they are, packs as runs of the selected chunks.
+    async fn expand(&self, uid: &UserId, planned: Vec<Planned>) -> Result<Vec<Job>, ServiceError> {
+        let concurrency = self.inner.config.download_concurrency.get();
+        let expanded: Vec<Result<Vec<Job>, ServiceError>> = stream::iter(planned)
+            .map(|planned| async move {
+                match planned {
+                    Planned::Omi(candidates) => Ok(vec![Job::Omi { candidates }]),
+                    Planned::Pack(entry, selection) => {
+                        let pack = self
+                            .load_pack(uid, &entry.path, entry.size, &entry.name)
+                            .await?;
+                        let chunks: Vec<usize> = (0..pack.index.len())
+                            .filter(|&i| {
+                                pack.chunk_span(i)
+                                    .is_some_and(|(start, end)| selection.selects(start, end))
+                            })
+                            .collect();
+                        Ok(pack
+                            .read_runs(&chunks)
+                            .into_iter()
+                            .map(|run| Job::PackRun {
+                                pack: pack.clone(),
+                                run,
+                            })
+                            .collect())
+                    }
+                }
+            })
+            .buffered(concurrency)
+            .collect()
+            .await;
+        let mut jobs = Vec::new();
+        for item in expanded {
+            jobs.extend(item?);
+        }
+        Ok(jobs)
+    }
+
     async fn fetch_job(&self, job: Job, key: Option<&UserKey>) -> Result<Decoded, ServiceError> {
-        for candidate in &job.candidates {
+        let candidates = match job {
+            Job::PackRun { pack, run } => {
+                return Ok(self
+                    .read_pack_run(&pack, run)
+                    .await?
+                    .into_iter()
+                    .map(|(start, pcm)| (start, vec![pcm]))
+                    .collect());
+            }
+            Job::Omi { candidates } => candidates,
+        };
+        for candidate in &candidates {
             let bytes = match self.inner.store.read(&candidate.path).await {
                 Ok(bytes) => bytes,
                 // Deleted between listing and fetch: try the next format, like a 404 in Omi.
@@ -268,12 +393,9 @@ fn piece_bytes(piece: Piece) -> impl Iterator<Item = Bytes> {
     audio.into_iter().chain(silence)
 }
 
-/// Resolves a request against a listing into fetch jobs (in output order) and a timeline.
-fn plan(
-    entries: &[ListEntry],
-    request: &DownloadRequest,
-    options: DownloadOptions,
-) -> (Vec<Job>, Timeline) {
+/// Resolves a request against a listing into planned fetches, in request order (timestamp
+/// requests) or time order (ranges). Each object appears once.
+fn plan(entries: &[ListEntry], request: &DownloadRequest) -> Vec<Planned> {
     let mut singles: HashMap<Timestamp, Vec<&ListEntry>> = HashMap::new();
     let mut multis: Vec<&ListEntry> = Vec::new();
     for entry in entries {
@@ -286,74 +408,66 @@ fn plan(
     for group in singles.values_mut() {
         group.sort_by_key(|e| preference(e.kind));
     }
-    let single_job = |group: &Vec<&ListEntry>| Job {
-        candidates: group.iter().map(|e| (*e).clone()).collect(),
-    };
-    let mut jobs = Vec::new();
-    let mut seen_paths: HashSet<&str> = HashSet::new();
-    let mut seen_ts: HashSet<Timestamp> = HashSet::new();
+    let single =
+        |group: &Vec<&ListEntry>| Planned::Omi(group.iter().map(|e| (*e).clone()).collect());
+    let mut planned = Vec::new();
     match request {
         DownloadRequest::Timestamps(requested) => {
+            let mut seen_paths: HashSet<&str> = HashSet::new();
+            let mut seen_ts: HashSet<Timestamp> = HashSet::new();
             for &ts in requested {
                 let covering: Vec<&&ListEntry> =
                     multis.iter().filter(|m| m.name.covers(ts)).collect();
                 if !covering.is_empty() {
                     for multi in covering {
-                        if seen_paths.insert(multi.path.as_str()) {
-                            jobs.push(Job {
-                                candidates: vec![(*multi).clone()],
-                            });
+                        if !seen_paths.insert(multi.path.as_str()) {
+                            continue;
                         }
+                        planned.push(if multi.kind == ObjectKind::Pack {
+                            let instants = requested
+                                .iter()
+                                .copied()
+                                .filter(|t| multi.name.covers(*t))
+                                .collect();
+                            Planned::Pack((*multi).clone(), Selection::Instants(instants))
+                        } else {
+                            Planned::Omi(vec![(*multi).clone()])
+                        });
                     }
-                } else if let Some(group) = singles.get(&ts) {
-                    if seen_ts.insert(ts) {
-                        jobs.push(single_job(group));
-                    }
+                }
+                // Single objects at the instant are used too (a pack may have a gap there, or a
+                // rewritten pack's END may be a bound past its audio); the timeline trims any
+                // overlap, the multi-chunk object placed first winning.
+                if let Some(group) = singles.get(&ts)
+                    && seen_ts.insert(ts)
+                {
+                    planned.push(single(group));
                 }
             }
-            let joining = if options.fill_gaps {
-                jobs.sort_by_key(Job::start);
-                Joining::Timeline {
-                    fill_gaps: true,
-                    leading_silence: true,
-                }
-            } else {
-                Joining::Concat
-            };
-            let origin = requested
-                .iter()
-                .copied()
-                .chain(jobs.iter().map(Job::start))
-                .min()
-                .unwrap_or(Timestamp::ZERO);
-            let timeline = Timeline::new(options.sample_rate, joining, origin.as_millis());
-            (jobs, timeline)
         }
         DownloadRequest::Range { from, to } => {
+            let rate = 16_000;
             let overlaps = |entry: &ListEntry| {
                 entry.start < *to
-                    && entry.start.as_millis() + max_duration_ms(entry, options.sample_rate)
-                        > from.as_millis()
+                    && entry.start.as_millis() + max_duration_ms(entry, rate) > from.as_millis()
             };
             for multi in &multis {
                 if overlaps(multi) {
-                    jobs.push(Job {
-                        candidates: vec![(*multi).clone()],
+                    planned.push(if multi.kind == ObjectKind::Pack {
+                        Planned::Pack((*multi).clone(), Selection::Range(*from, *to))
+                    } else {
+                        Planned::Omi(vec![(*multi).clone()])
                     });
                 }
             }
-            for group in singles.values() {
+            let mut groups: Vec<&Vec<&ListEntry>> = singles.values().collect();
+            groups.sort_by_key(|g| g.first().map(|e| e.start));
+            for group in groups {
                 if group.iter().any(|e| overlaps(e)) {
-                    jobs.push(single_job(group));
+                    planned.push(single(group));
                 }
             }
-            jobs.sort_by_key(Job::start);
-            let joining = Joining::Timeline {
-                fill_gaps: options.fill_gaps,
-                leading_silence: false,
-            };
-            let timeline = Timeline::new(options.sample_rate, joining, from.as_millis());
-            (jobs, timeline)
         }
     }
+    planned
 }

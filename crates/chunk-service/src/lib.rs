@@ -42,6 +42,7 @@ mod download;
 mod error;
 mod level;
 mod list;
+mod pack;
 mod recorder;
 mod service;
 pub mod spool;
@@ -52,11 +53,13 @@ pub use config::{BatchLayout, EncryptionPolicy, ServiceConfig, SingleFormat};
 pub use delete::DeleteReport;
 pub use download::{DownloadOptions, DownloadRequest, PcmStream};
 pub use error::ServiceError;
-pub use level::{InMemoryLevels, LevelLookupError, ProtectionLevel, ProtectionLevels, UnknownLevel};
+pub use level::{
+    InMemoryLevels, LevelLookupError, ProtectionLevel, ProtectionLevels, UnknownLevel,
+};
 pub use list::{ConversationListing, ForeignEntry, ListEntry};
 pub use recorder::{
-    Durability, FlushCounts, FlushError, FlushReason, RecoveredConversation, Recorder,
-    RecorderConfig, RecorderError, RecorderStats, RecoveryReport, RetryPolicy,
+    Durability, FlushCounts, FlushError, FlushReason, Recorder, RecorderConfig, RecorderError,
+    RecorderStats, RecoveredConversation, RecoveryReport, RetryPolicy,
 };
 pub use service::ChunkService;
 pub use upload::{Chunk, Sealing, UploadReport};

@@ -79,7 +79,9 @@ impl ChunkService {
     ) -> Result<UploadReport, ServiceError> {
         let level = self.resolve_level(uid, level).await?;
         let key = self.sealing_key(uid, level)?;
-        let (path, written) = self.write_single(uid, conversation, &chunk, key.as_ref()).await?;
+        let (path, written) = self
+            .write_single(uid, conversation, &chunk, key.as_ref())
+            .await?;
         Ok(UploadReport {
             paths: vec![path],
             level: Some(level),
@@ -88,12 +90,14 @@ impl ChunkService {
         })
     }
 
-    /// Uploads a batch of chunks as one object (Omi's batch layout).
+    /// Uploads a batch of chunks as one object: a pack by default, or Omi's batch layout.
     ///
     /// - an empty batch does no I/O at all (not even a level lookup);
     /// - chunks are sorted by timestamp, stably (equal timestamps keep their order);
     /// - the level is resolved once per call (zero lookups when `level` is given);
-    /// - one object `TS.batch.{bin,enc}` for one chunk, `FIRST-LAST.batch.{bin,enc}` for more
+    /// - with [`BatchLayout::Pack`] (the default), one `START-END.pack` (sealed for `enhanced`
+    ///   users), chunks in time order without overlap (else [`ServiceError::InvalidInput`]);
+    /// - with [`BatchLayout::Omi`], one object `TS.batch.{bin,enc}` for one chunk, `FIRST-LAST.batch.{bin,enc}` for more
     ///   (also when first and last format identically), streamed with one write per chunk: raw
     ///   PCM concatenated, or one Omi frame per chunk for `enhanced` users;
     /// - with [`BatchLayout::PerChunk`], one object per chunk in timestamp order, level still
@@ -125,16 +129,23 @@ impl ChunkService {
             objects_written: 0,
         };
         match self.inner.config.batch_layout {
+            BatchLayout::Pack => {
+                let (path, written) = self.write_pack(uid, conversation, &chunks, level).await?;
+                report.paths.push(path);
+                report.objects_written += usize::from(written);
+            }
             BatchLayout::Omi => {
-                let (path, written) =
-                    self.write_omi_batch(uid, conversation, &chunks, key.as_ref()).await?;
+                let (path, written) = self
+                    .write_omi_batch(uid, conversation, &chunks, key.as_ref())
+                    .await?;
                 report.paths.push(path);
                 report.objects_written += usize::from(written);
             }
             BatchLayout::PerChunk => {
                 for chunk in &chunks {
-                    let (path, written) =
-                        self.write_single(uid, conversation, chunk, key.as_ref()).await?;
+                    let (path, written) = self
+                        .write_single(uid, conversation, chunk, key.as_ref())
+                        .await?;
                     report.paths.push(path);
                     report.objects_written += usize::from(written);
                 }
@@ -179,7 +190,8 @@ impl ChunkService {
         };
         let name = ObjectName::batch(first.timestamp, last.timestamp, chunks.len(), key.is_some())
             .map_err(invalid)?;
-        self.write_object(uid, conversation, &name, chunks, key).await
+        self.write_object(uid, conversation, &name, chunks, key)
+            .await
     }
 
     /// Writes `chunks` as the body of `name` (one write per chunk), create-only. Returns the
@@ -196,7 +208,10 @@ impl ChunkService {
         let path = layout::chunk_path(uid, conversation, name);
         // A cheap probe first, so an identical retry costs a stat and a read, not a rewrite.
         if store.stat(&path).await?.is_some() {
-            return self.verify_existing(&path, chunks, key).await.map(|()| (path, false));
+            return self
+                .verify_existing(&path, chunks, key)
+                .await
+                .map(|()| (path, false));
         }
         let result = async {
             let mut writer = store.writer(&path, PutMode::CreateOnly).await?;
@@ -223,9 +238,10 @@ impl ChunkService {
         match result {
             Ok(()) => Ok((path, true)),
             // Lost a race with another writer of the same name: same rule as the probe.
-            Err(ServiceError::Store(StoreError::AlreadyExists { .. })) => {
-                self.verify_existing(&path, chunks, key).await.map(|()| (path, false))
-            }
+            Err(ServiceError::Store(StoreError::AlreadyExists { .. })) => self
+                .verify_existing(&path, chunks, key)
+                .await
+                .map(|()| (path, false)),
             Err(other) => Err(other),
         }
     }
@@ -254,9 +270,9 @@ impl ChunkService {
             }
             Some(key) => {
                 let mut frames = chunk_crypto::omi::open_object(key, &existing);
-                let all_match = chunks.iter().all(|chunk| {
-                    matches!(frames.next(), Some(Ok(plain)) if plain[..] == chunk.pcm[..])
-                });
+                let all_match = chunks.iter().all(
+                    |chunk| matches!(frames.next(), Some(Ok(plain)) if plain[..] == chunk.pcm[..]),
+                );
                 all_match && frames.next().is_none()
             }
         };

@@ -1,0 +1,444 @@
+//! Packs in the service: writing a batch as a pack, reading a pack's index with ranged reads,
+//! fetching only the frames a request needs, and rewriting a pack without some chunks.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chunk_crypto::pack::{PackOpener, SealParams};
+use chunk_format::pack::{
+    ENTRY_LEN, INDEX_FIXED_LEN, PackEncoder, PackError, PackIndex, PackTail, TRAILER_LEN,
+    pack_name_end,
+};
+use chunk_format::{ObjectKind, ObjectName, Timestamp};
+use chunk_store::{ConversationId, PutMode, StoreError, UserId, layout};
+
+use crate::decode::trim_to_samples;
+use crate::level::ProtectionLevel;
+use crate::upload::Chunk;
+use crate::{ChunkService, ServiceError};
+
+/// Largest span of adjacent frames fetched with one ranged read.
+const MAX_COALESCED_READ: u64 = 4 * 1024 * 1024;
+
+/// What [`ChunkService::rewrite_pack_without`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rewrite {
+    /// No chunk matched: nothing written, keep the pack.
+    Unchanged,
+    /// Every chunk matched: nothing written, delete the pack.
+    Emptied,
+    /// The remaining chunks were written and verified here; delete the old pack.
+    Written(String),
+}
+
+/// A pack whose index was read (and authenticated, when sealed).
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedPack {
+    pub(crate) path: String,
+    pub(crate) index: Arc<PackIndex>,
+    pub(crate) opener: Option<Arc<PackOpener>>,
+}
+
+impl LoadedPack {
+    /// Start and end (exclusive) of chunk `i` in milliseconds.
+    pub(crate) fn chunk_span(&self, i: usize) -> Option<(u64, u64)> {
+        let entry = self.index.entries().get(i)?;
+        Some((
+            entry.start.as_millis(),
+            self.index.chunk_end(entry).as_millis(),
+        ))
+    }
+
+    /// Bytes stored for chunks `range`.
+    pub(crate) fn stored_bytes(&self, range: &Range<usize>) -> u64 {
+        self.index.entries()[range.clone()]
+            .iter()
+            .map(|e| u64::from(e.stored_len))
+            .sum()
+    }
+
+    /// Splits `chunks` (sorted, unique) into runs of adjacent chunks, each at most
+    /// [`MAX_COALESCED_READ`] bytes, so each run is one ranged read.
+    pub(crate) fn read_runs(&self, chunks: &[usize]) -> Vec<Range<usize>> {
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        for &i in chunks {
+            match runs.last_mut() {
+                Some(run)
+                    if run.end == i
+                        && self.stored_bytes(&(run.start..i + 1)) <= MAX_COALESCED_READ =>
+                {
+                    run.end = i + 1;
+                }
+                _ => runs.push(i..i + 1),
+            }
+        }
+        runs
+    }
+}
+
+fn pack_error(path: &str, error: PackError) -> ServiceError {
+    ServiceError::Decode {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+impl ChunkService {
+    /// Writes `chunks` (sorted) as one pack, create-only; returns the path and whether it was
+    /// written (false: an identical pack was already stored).
+    pub(crate) async fn write_pack(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        chunks: &[Chunk],
+        level: ProtectionLevel,
+    ) -> Result<(String, bool), ServiceError> {
+        let chunks: Vec<Chunk> = chunks
+            .iter()
+            .map(|c| Chunk::new(c.timestamp, trim_to_samples(c.pcm.clone())))
+            .collect();
+        let name = self.pack_name(&chunks)?;
+        let path = layout::chunk_path(uid, conversation, &name);
+        let store = &self.inner.store;
+        if store.stat(&path).await?.is_some() {
+            return self
+                .verify_pack(uid, &path, &chunks)
+                .await
+                .map(|()| (path, false));
+        }
+        match self
+            .stream_pack(uid, &path, &chunks, level, PutMode::CreateOnly)
+            .await
+        {
+            Ok(()) => Ok((path, true)),
+            Err(ServiceError::Store(StoreError::AlreadyExists { .. })) => self
+                .verify_pack(uid, &path, &chunks)
+                .await
+                .map(|()| (path, false)),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The name of a pack holding `chunks`: first start to the end of the last chunk's audio.
+    pub(crate) fn pack_name(&self, chunks: &[Chunk]) -> Result<ObjectName, ServiceError> {
+        let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
+            return Err(ServiceError::InvalidInput(
+                "a pack needs at least one chunk".into(),
+            ));
+        };
+        let config = &self.inner.config.pack;
+        let block = 2 * u32::from(config.channels.max(1));
+        let samples = u32::try_from(last.pcm.len() as u64 / u64::from(block))
+            .map_err(|_| ServiceError::InvalidInput("chunk too long for a pack".into()))?;
+        let end = pack_name_end(last.timestamp, samples.max(1), config.sample_rate)
+            .ok_or_else(|| ServiceError::InvalidInput("pack end out of range".into()))?;
+        ObjectName::pack(first.timestamp, end)
+            .map_err(|e| ServiceError::InvalidInput(e.to_string()))
+    }
+
+    /// Encodes and streams a pack to `path` (one write per chunk, then index and trailer); a
+    /// failure aborts the writer, leaving no object.
+    pub(crate) async fn stream_pack(
+        &self,
+        uid: &UserId,
+        path: &str,
+        chunks: &[Chunk],
+        level: ProtectionLevel,
+        mode: PutMode,
+    ) -> Result<(), ServiceError> {
+        let sealer = if level.service_encrypts() {
+            let keyring =
+                self.inner
+                    .keyring
+                    .as_ref()
+                    .ok_or_else(|| ServiceError::NoKeyMaterial {
+                        uid: uid.to_string(),
+                    })?;
+            let sealer =
+                keyring
+                    .pack_sealer(uid.as_str())
+                    .map_err(|source| ServiceError::Crypto {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+            Some(Box::new(sealer) as Box<dyn chunk_format::pack::SegmentSealer>)
+        } else {
+            None
+        };
+        let mut encoder =
+            PackEncoder::new(self.inner.config.pack, sealer).map_err(|e| pack_error(path, e))?;
+        let mut writer = self.inner.store.writer(path, mode).await?;
+        for chunk in chunks {
+            let bytes = match encoder.push_chunk(chunk.timestamp, &chunk.pcm) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    abort(writer).await;
+                    return Err(ServiceError::InvalidInput(format!("{path}: {error}")));
+                }
+            };
+            writer.write(Bytes::from(bytes)).await?;
+        }
+        let tail = match encoder.finish() {
+            Ok(tail) => tail,
+            Err(error) => {
+                abort(writer).await;
+                return Err(pack_error(path, error));
+            }
+        };
+        writer.write(Bytes::from(tail)).await?;
+        writer.close().await?;
+        Ok(())
+    }
+
+    /// Succeeds if the pack at `path` holds exactly `chunks` (same starts, same audio).
+    async fn verify_pack(
+        &self,
+        uid: &UserId,
+        path: &str,
+        chunks: &[Chunk],
+    ) -> Result<(), ServiceError> {
+        let stored = self.read_whole_pack(uid, path).await?;
+        let identical = stored.len() == chunks.len()
+            && stored
+                .iter()
+                .zip(chunks)
+                .all(|((start, pcm), chunk)| *start == chunk.timestamp && pcm[..] == chunk.pcm[..]);
+        if identical {
+            Ok(())
+        } else {
+            Err(ServiceError::Conflict {
+                path: path.to_owned(),
+            })
+        }
+    }
+
+    /// Reads a whole pack and decodes every chunk (for verification and rewrites).
+    pub(crate) async fn read_whole_pack(
+        &self,
+        uid: &UserId,
+        path: &str,
+    ) -> Result<Vec<(Timestamp, Bytes)>, ServiceError> {
+        let object = self.inner.store.read(path).await?;
+        let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
+        let opener = self.pack_opener(uid, path, tail.header())?;
+        let index = PackIndex::from_object(&object, opener.as_deref().map(as_opener))
+            .map_err(|e| pack_error(path, e))?;
+        (0..index.len())
+            .map(|i| {
+                let frame = index
+                    .frame_bytes(i, &object)
+                    .map_err(|e| pack_error(path, e))?;
+                let pcm = index
+                    .decode_frame(i, frame, opener.as_deref().map(as_opener))
+                    .map_err(|e| pack_error(path, e))?;
+                Ok((index.entries()[i].start, Bytes::from(pcm)))
+            })
+            .collect()
+    }
+
+    fn pack_opener(
+        &self,
+        uid: &UserId,
+        path: &str,
+        header: &chunk_format::pack::PackHeader,
+    ) -> Result<Option<Arc<PackOpener>>, ServiceError> {
+        let Some(seal) = header.seal() else {
+            return Ok(None);
+        };
+        let keyring = self
+            .inner
+            .keyring
+            .as_ref()
+            .ok_or_else(|| ServiceError::Decode {
+                path: path.to_owned(),
+                reason: "sealed pack but the service has no key material".to_owned(),
+            })?;
+        keyring
+            .pack_opener(uid.as_str(), &SealParams::from(*seal))
+            .map(|opener| Some(Arc::new(opener)))
+            .map_err(|source| ServiceError::Crypto {
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    /// Reads a pack's index with ranged reads: one read of the tail sized from the name's
+    /// duration (enough for 5 s chunks), and one more only if the index is larger.
+    pub(crate) async fn load_pack(
+        &self,
+        uid: &UserId,
+        path: &str,
+        size: u64,
+        name: &ObjectName,
+    ) -> Result<LoadedPack, ServiceError> {
+        let store = &self.inner.store;
+        let duration_s = name.end().millis_since(name.start()).max(0) as u64 / 1000;
+        let guess = TRAILER_LEN as u64
+            + INDEX_FIXED_LEN as u64
+            + 16
+            + ENTRY_LEN as u64 * (duration_s / 5 + 1);
+        let tail_len = PackTail::read_len(size).max(guess).min(size);
+        let mut tail = store.read_range(path, size - tail_len..size).await?;
+        let parsed = PackTail::new(&tail, size).map_err(|e| pack_error(path, e))?;
+        let opener = self.pack_opener(uid, path, parsed.header())?;
+        let index = match parsed.index(opener.as_deref().map(as_opener)) {
+            Ok(index) => index,
+            Err(PackError::NeedMore { from_offset }) => {
+                tail = store.read_range(path, from_offset..size).await?;
+                PackTail::new(&tail, size)
+                    .and_then(|t| t.index(opener.as_deref().map(as_opener)))
+                    .map_err(|e| pack_error(path, e))?
+            }
+            Err(error) => return Err(pack_error(path, error)),
+        };
+        if index.object_name().ok().as_ref() != Some(name) && !name_bounds(name, &index) {
+            return Err(ServiceError::Decode {
+                path: path.to_owned(),
+                reason: format!(
+                    "the pack's index covers {}..{} but its name says {name}",
+                    index.start(),
+                    index.end()
+                ),
+            });
+        }
+        Ok(LoadedPack {
+            path: path.to_owned(),
+            index: Arc::new(index),
+            opener,
+        })
+    }
+
+    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each.
+    pub(crate) async fn read_pack_run(
+        &self,
+        pack: &LoadedPack,
+        run: Range<usize>,
+    ) -> Result<Vec<(u64, Bytes)>, ServiceError> {
+        let path = &pack.path;
+        let entries = &pack.index.entries()[run.clone()];
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(Vec::new());
+        };
+        let span = first.offset..last.offset + u64::from(last.stored_len);
+        let bytes = self.inner.store.read_range(path, span.clone()).await?;
+        run.map(|i| {
+            let entry = &pack.index.entries()[i];
+            let from = (entry.offset - span.start) as usize;
+            let frame = bytes
+                .get(from..from + entry.stored_len as usize)
+                .ok_or_else(|| ServiceError::Decode {
+                    path: path.clone(),
+                    reason: format!("short ranged read for chunk {i}"),
+                })?;
+            let pcm = pack
+                .index
+                .decode_frame(i, frame, pack.opener.as_deref().map(as_opener))
+                .map_err(|e| pack_error(path, e))?;
+            Ok((entry.start.as_millis(), Bytes::from(pcm)))
+        })
+        .collect()
+    }
+
+    /// Rewrites the pack at `entry` without the chunks `remove` selects: the new pack is
+    /// written create-only and read back before the old one is deleted (never the other order;
+    /// a crash in between leaves a duplicate that downloads trim as overlap). The caller
+    /// deletes the old pack unless the outcome is [`Rewrite::Unchanged`].
+    pub(crate) async fn rewrite_pack_without(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        path: &str,
+        remove: impl Fn(Timestamp, Timestamp) -> bool,
+    ) -> Result<Rewrite, ServiceError> {
+        let object = self.inner.store.read(path).await?;
+        let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
+        let sealed = tail.header().is_encrypted();
+        let opener = self.pack_opener(uid, path, tail.header())?;
+        let index = PackIndex::from_object(&object, opener.as_deref().map(as_opener))
+            .map_err(|e| pack_error(path, e))?;
+        let mut kept = Vec::new();
+        for (i, entry) in index.entries().iter().enumerate() {
+            if remove(entry.start, index.chunk_end(entry)) {
+                continue;
+            }
+            let frame = index
+                .frame_bytes(i, &object)
+                .map_err(|e| pack_error(path, e))?;
+            let pcm = index
+                .decode_frame(i, frame, opener.as_deref().map(as_opener))
+                .map_err(|e| pack_error(path, e))?;
+            kept.push(Chunk::new(entry.start, pcm));
+        }
+        drop(object);
+        if kept.len() == index.len() {
+            return Ok(Rewrite::Unchanged);
+        }
+        if kept.is_empty() {
+            return Ok(Rewrite::Emptied);
+        }
+        let level = if sealed {
+            ProtectionLevel::Enhanced
+        } else {
+            ProtectionLevel::Standard
+        };
+        let new_path = self
+            .write_fresh_pack(uid, conversation, &kept, level)
+            .await?;
+        Ok(Rewrite::Written(new_path))
+    }
+
+    /// Writes `chunks` as a new pack under a name no object has yet (bumping the end by a
+    /// millisecond while the natural name is taken — END stays an upper bound of the audio),
+    /// then reads it back and checks it before returning its path.
+    pub(crate) async fn write_fresh_pack(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        chunks: &[Chunk],
+        level: ProtectionLevel,
+    ) -> Result<String, ServiceError> {
+        let natural = self.pack_name(chunks)?;
+        let mut end = natural.end();
+        let path = loop {
+            let name = ObjectName::pack(natural.start(), end)
+                .map_err(|e| ServiceError::InvalidInput(e.to_string()))?;
+            let path = layout::chunk_path(uid, conversation, &name);
+            if self.inner.store.stat(&path).await?.is_none() {
+                break path;
+            }
+            end = end.saturating_add_millis(1);
+        };
+        self.stream_pack(uid, &path, chunks, level, PutMode::CreateOnly)
+            .await?;
+        let back = self.read_whole_pack(uid, &path).await?;
+        let same = back.len() == chunks.len()
+            && back
+                .iter()
+                .zip(chunks)
+                .all(|((start, pcm), c)| *start == c.timestamp && pcm[..] == c.pcm[..]);
+        if !same {
+            return Err(ServiceError::Decode {
+                path,
+                reason: "the pack read back differs from what was written".to_owned(),
+            });
+        }
+        Ok(path)
+    }
+}
+
+/// Whether a name is a valid upper bound for an index (a rewritten pack may have a bumped END).
+fn name_bounds(name: &ObjectName, index: &PackIndex) -> bool {
+    name.kind() == ObjectKind::Pack && name.start() == index.start() && name.end() >= index.end()
+}
+
+fn as_opener(opener: &PackOpener) -> &dyn chunk_format::pack::SegmentOpener {
+    opener
+}
+
+async fn abort(writer: chunk_store::ObjectWriter) {
+    let path = writer.path().to_owned();
+    if let Err(error) = writer.abort().await {
+        tracing::warn!(%path, %error, "aborting a pack writer failed");
+    }
+}
