@@ -7,9 +7,9 @@
 //! snapshot). The sealed pack uses a fixed test key and fixed seal parameters, recorded in
 //! `expected.json` (test material, not a secret).
 //!
-//! The files are never rewritten by a normal test run. To create them (only for a new pack, never
-//! to "fix" a failing comparison): `CHUNKVAULT_WRITE_PACK_GOLDEN=1 cargo test -p chunkvault-tests
-//! --test pack_golden`.
+//! The files are never rewritten: `CHUNKVAULT_WRITE_PACK_GOLDEN=1 cargo test -p chunkvault-tests
+//! --test pack_golden` only creates the packs listed in `GOLDEN` that do not exist yet (for a new
+//! codec or option), keeping every existing pack and its recorded expectations.
 
 use std::path::PathBuf;
 
@@ -53,7 +53,7 @@ struct SealedKey {
     nonce_prefix_hex: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct ExpectedPack {
     file: String,
     name: String,
@@ -61,7 +61,7 @@ struct ExpectedPack {
     chunks: Vec<ExpectedChunk>,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct ExpectedChunk {
     start_ms: u64,
     pcm_len: usize,
@@ -127,15 +127,28 @@ fn source_chunks() -> Vec<(u64, Vec<u8>)> {
     .collect()
 }
 
+/// Creates the golden packs that do not exist yet (with their dump and `expected.json` entry).
+/// Existing packs and their recorded expectations are never touched.
 fn write_golden() {
     let chunks = source_chunks();
     std::fs::create_dir_all(dir()).expect("mkdir");
+    let old = dir()
+        .join("expected.json")
+        .exists()
+        .then(load_expected)
+        .map_or_else(Vec::new, |e| e.packs);
     let mut packs = Vec::new();
     for (stem, codec, sealed) in GOLDEN {
+        let file = format!("{stem}.pack");
+        if dir().join(&file).exists() {
+            let kept = old.iter().find(|p| p.file == file);
+            let kept = kept.unwrap_or_else(|| panic!("{file} exists but expected.json lacks it"));
+            packs.push(kept.clone());
+            continue;
+        }
         let object = encode(codec, sealed, &chunks);
         let (index, decoded) = decode(&object, sealed);
         assert_eq!(decoded, chunks);
-        let file = format!("{stem}.pack");
         std::fs::write(dir().join(&file), &object).expect("write pack");
         std::fs::write(dir().join(format!("{stem}.dump")), index.to_string()).expect("dump");
         packs.push(ExpectedPack {
