@@ -48,24 +48,64 @@ pub use keys::{KEY_LEN, MIN_SECRET_LEN, MasterSecret, OMI_USER_KEY_INFO, UserKey
 pub const TAG_LEN: usize = 16;
 
 use aes_gcm::aead::AeadInOut;
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 
-/// Appends `ciphertext` to `out` and decrypts it there; on failure truncates `out` back.
+/// AES-GCM nonce type (96 bits).
+type Nonce96 = Nonce<aes_gcm::aead::consts::U12>;
+
+/// Appends `ciphertext || tag` of `plaintext` to `out`, encrypting straight from `plaintext`
+/// into `out` (no intermediate copy); on failure truncates `out` back.
+fn seal_append(
+    cipher: &Aes256Gcm,
+    nonce: &Nonce96,
+    aad: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), ()> {
+    let start = out.len();
+    out.reserve(plaintext.len() + TAG_LEN);
+    out.resize(start + plaintext.len(), 0);
+    let sealed = InOutBuf::new(plaintext, &mut out[start..])
+        .map_err(|_| ())
+        .and_then(|buf| {
+            cipher
+                .encrypt_inout_detached(nonce, aad, buf)
+                .map_err(|_| ())
+        });
+    match sealed {
+        Ok(tag) => {
+            out.extend_from_slice(&tag);
+            Ok(())
+        }
+        Err(()) => {
+            out.truncate(start);
+            Err(())
+        }
+    }
+}
+
+/// Appends the plaintext of `ciphertext` to `out`, decrypting straight into `out`; on failure
+/// (authentication) truncates `out` back, so no unauthenticated bytes stay behind.
 fn open_in_place(
     cipher: &Aes256Gcm,
-    nonce: &Nonce<aes_gcm::aead::consts::U12>,
+    nonce: &Nonce96,
     aad: &[u8],
     ciphertext: &[u8],
     tag: &Tag,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), ()> {
     let start = out.len();
-    out.extend_from_slice(ciphertext);
-    match cipher.decrypt_inout_detached(nonce, aad, (&mut out[start..]).into(), tag) {
-        Ok(()) => Ok(()),
-        Err(_) => {
-            out.truncate(start);
-            Err(())
-        }
+    out.resize(start + ciphertext.len(), 0);
+    let opened = InOutBuf::new(ciphertext, &mut out[start..])
+        .map_err(|_| ())
+        .and_then(|buf| {
+            cipher
+                .decrypt_inout_detached(nonce, aad, buf, tag)
+                .map_err(|_| ())
+        });
+    if opened.is_err() {
+        out.truncate(start);
     }
+    opened
 }

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::aead::KeyInit;
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use chunk_format::frames::{FRAME_PREFIX_LEN, Frames, frame_prefix};
 
@@ -193,7 +193,7 @@ fn cipher(key: &UserKey) -> Aes256Gcm {
     Aes256Gcm::new(key.expose_bytes().into())
 }
 
-/// Appends `prefix || nonce || ciphertext || tag`, encrypting in place in `out`.
+/// Appends `prefix || nonce || ciphertext || tag`, encrypting straight into `out`.
 fn seal_with(
     cipher: &Aes256Gcm,
     nonce: &[u8; NONCE_LEN],
@@ -212,21 +212,13 @@ fn seal_with(
     out.reserve(FRAME_PREFIX_LEN + body_len);
     out.extend_from_slice(&prefix);
     out.extend_from_slice(nonce);
-    let ct_start = out.len();
-    out.extend_from_slice(plaintext);
-    match cipher.encrypt_inout_detached(&Nonce::from(*nonce), &[], (&mut out[ct_start..]).into()) {
-        Ok(tag) => {
-            out.extend_from_slice(&tag);
-            Ok(())
-        }
-        Err(_) => {
-            out.truncate(start);
-            Err(too_long())
-        }
-    }
+    crate::seal_append(cipher, &Nonce::from(*nonce), &[], plaintext, out).map_err(|()| {
+        out.truncate(start);
+        too_long()
+    })
 }
 
-/// Opens `nonce || ciphertext || tag`, appending the plaintext to `out` (in place there).
+/// Opens `nonce || ciphertext || tag`, decrypting straight into the end of `out`.
 fn open_body_with(cipher: &Aes256Gcm, body: &[u8], index: usize, out: &mut Vec<u8>) -> Result<()> {
     let too_short = || CryptoError::FrameTooShort {
         index,

@@ -33,7 +33,7 @@
 
 use std::fmt;
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::aead::KeyInit;
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::Zeroizing;
 
@@ -224,21 +224,11 @@ impl PackSealer {
             return Err(CryptoError::CounterExhausted);
         }
         let nonce = Nonce::from(stream_nonce(&self.params.nonce_prefix, counter, last));
-        let start = out.len();
-        out.reserve(sealed_len(plaintext.len()));
-        out.extend_from_slice(plaintext);
-        match self
-            .cipher
-            .encrypt_inout_detached(&nonce, aad, (&mut out[start..]).into())
-        {
-            Ok(tag) => out.extend_from_slice(&tag),
-            Err(_) => {
-                out.truncate(start);
-                return Err(CryptoError::PlaintextTooLong {
-                    len: plaintext.len(),
-                });
+        crate::seal_append(&self.cipher, &nonce, aad, plaintext, out).map_err(|()| {
+            CryptoError::PlaintextTooLong {
+                len: plaintext.len(),
             }
-        }
+        })?;
         if last {
             self.finished = true;
         } else {
