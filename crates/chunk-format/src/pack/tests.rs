@@ -648,3 +648,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn encoder_and_index_can_cross_threads() {
+    // The service holds them across `.await` points on a multi-threaded runtime.
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<PackEncoder>();
+    send::<PackIndex>();
+    sync::<PackIndex>();
+    send::<PackError>();
+    sync::<PackError>();
+}
