@@ -264,7 +264,8 @@ impl ChunkService {
     }
 
     /// Reads a pack's index with ranged reads: one read of the tail sized from the name's
-    /// duration (enough for 5 s chunks), and one more only if the index is larger.
+    /// duration (trailer plus an index of 5 s chunks: 3.9 KiB for 10 minutes), and one more
+    /// only if the index is larger (chunks shorter than 5 s).
     pub(crate) async fn load_pack(
         &self,
         uid: &UserId,
@@ -278,7 +279,7 @@ impl ChunkService {
             + INDEX_FIXED_LEN as u64
             + 16
             + ENTRY_LEN as u64 * (duration_s / 5 + 1);
-        let tail_len = PackTail::read_len(size).max(guess).min(size);
+        let tail_len = guess.min(size);
         let mut tail = store.read_range(path, size - tail_len..size).await?;
         let parsed = PackTail::new(&tail, size).map_err(|e| pack_error(path, e))?;
         let opener = self.pack_opener(uid, path, parsed.header())?;

@@ -18,7 +18,9 @@ impl Store {
             .read(path)
             .await
             .map_err(|err| StoreError::from_read(StoreOp::Read, path, err))?;
-        Ok(buffer.to_bytes())
+        let bytes = buffer.to_bytes();
+        self.inner.counter.add_read_bytes(bytes.len() as u64);
+        Ok(bytes)
     }
 
     /// Reads bytes `range` (end exclusive) of the object at `path`, in one ranged request.
@@ -75,6 +77,7 @@ impl Store {
                 ),
             });
         }
+        self.inner.counter.add_read_bytes(want);
         Ok(buffer.to_bytes())
     }
 

@@ -115,7 +115,7 @@ pub(crate) struct Inner {
     /// The operator as given, before the store's layers (for [`Store::with_fault_layer`]).
     base: Operator,
     pub(crate) options: StoreOptions,
-    counter: OpCounter,
+    pub(crate) counter: OpCounter,
     display: String,
 }
 

@@ -47,6 +47,8 @@ pub struct OpCounts {
     pub delete: u64,
     /// Server-side copies.
     pub copy: u64,
+    /// Bytes returned by reads (whole and ranged), counted where the store hands them back.
+    pub read_bytes: u64,
 }
 
 impl OpCounts {
@@ -73,6 +75,7 @@ impl Sub for OpCounts {
             stat: self.stat.saturating_sub(before.stat),
             delete: self.delete.saturating_sub(before.delete),
             copy: self.copy.saturating_sub(before.copy),
+            read_bytes: self.read_bytes.saturating_sub(before.read_bytes),
         }
     }
 }
@@ -102,6 +105,7 @@ struct Counters {
     stat: AtomicU64,
     delete: AtomicU64,
     copy: AtomicU64,
+    read_bytes: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -130,13 +134,27 @@ impl OpCounter {
             stat: c.stat.load(Ordering::Relaxed),
             delete: c.delete.load(Ordering::Relaxed),
             copy: c.copy.load(Ordering::Relaxed),
+            read_bytes: c.read_bytes.load(Ordering::Relaxed),
         }
+    }
+
+    /// Adds `n` bytes read (called by the store when a read returns).
+    pub(crate) fn add_read_bytes(&self, n: u64) {
+        add(&self.counters.read_bytes, n);
     }
 
     /// Sets every counter back to zero.
     pub fn reset(&self) {
         let c = &self.counters;
-        for counter in [&c.write, &c.list, &c.read, &c.stat, &c.delete, &c.copy] {
+        for counter in [
+            &c.write,
+            &c.list,
+            &c.read,
+            &c.stat,
+            &c.delete,
+            &c.copy,
+            &c.read_bytes,
+        ] {
             counter.store(0, Ordering::Relaxed);
         }
     }
@@ -468,6 +486,7 @@ mod tests {
             stat: 0,
             delete: 0,
             copy: 0,
+            read_bytes: 10,
         };
         let after = OpCounts {
             write: 4,
@@ -476,8 +495,10 @@ mod tests {
             stat: 2,
             delete: 3,
             copy: 1,
+            read_bytes: 110,
         };
         let diff = after - before;
+        assert_eq!(diff.read_bytes, 100);
         assert_eq!(diff.class_a(), 3 + 1 + 1);
         assert_eq!(diff.class_b(), 4 + 2);
         assert_eq!(diff.delete, 3);
