@@ -31,6 +31,9 @@ use chunk_format::omi_opus::{
     OMI_OPUS_SAMPLE_RATE, OpusContainer, OpusContainerError, build_opus_container,
 };
 
+/// Most PCM bytes [`decode_omi_opus`] reserves before decoding (a 5 s chunk is 160 000).
+const MAX_UPFRONT_RESERVE: u64 = 16 << 20;
+
 /// Which Opus implementation encodes or decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpusBackend {
@@ -224,8 +227,10 @@ pub fn decode_omi_opus(container: &[u8]) -> Result<Vec<u8>, OpusError> {
 pub fn decode_omi_opus_with(backend: OpusBackend, container: &[u8]) -> Result<Vec<u8>, OpusError> {
     let parsed = OpusContainer::parse(container)?;
     let mut decoder = FrameDecoder::new(backend)?;
-    let capacity = usize::try_from(parsed.decoded_pcm_len()).unwrap_or(usize::MAX);
-    let mut pcm = Vec::with_capacity(capacity);
+    // Reserve what the header promises, up to a cap: the header is untrusted, and a hostile
+    // container of many tiny packets may legitimately decode to 320× its size, grown as decoded.
+    let capacity = parsed.decoded_pcm_len().min(MAX_UPFRONT_RESERVE);
+    let mut pcm = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
     let mut samples = [0i16; OMI_OPUS_FRAME_SAMPLES];
     let mut offset = OMI_OPUS_HEADER_LEN;
     for (packet_index, packet) in (0u32..).zip(parsed.packets()) {
