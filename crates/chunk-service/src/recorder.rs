@@ -28,6 +28,12 @@
 //!   pending batches (the push waits), and fails with [`RecorderError::Backpressure`] if that
 //!   cannot free room.
 //!
+//! - **No poisoned batches.** A chunk the batch layout could never store (no whole sample;
+//!   for packs, misaligned or too long) is refused at push as [`RecorderError::InvalidChunk`]
+//!   instead of making its whole batch fail. Packs cannot hold overlapping chunks, so a chunk
+//!   that starts before the previous chunk's audio ends (client clock jitter) closes the batch
+//!   ([`FlushReason::Overlap`]) and starts the next one.
+//!
 //! Uploads triggered by a push run in the background (the push returns at the ack); uploads of
 //! `flush_due`, `close` and budget flushes are awaited. Every public call runs to completion
 //! even if the caller drops its future, so a cancelled call never loses track of a chunk.
@@ -47,6 +53,7 @@ use chunk_store::{ConversationId, UserId};
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
+use crate::config::BatchLayout;
 use crate::level::ProtectionLevel;
 use crate::spool::{SegmentHeader, Spool, SpoolError};
 use crate::upload::{Chunk, UploadReport};
@@ -160,6 +167,10 @@ pub enum FlushReason {
     ConversationSwitch,
     /// The budget was full and a push needed room.
     Budget,
+    /// The pushed chunk starts before the end of the batch's previous chunk; a pack cannot
+    /// hold overlapping chunks, so the batch is closed and the chunk starts the next one
+    /// (downloads trim the overlap between the two objects).
+    Overlap,
     /// [`Recorder::close`].
     Close,
     /// Replay of a batch found in the spool at start.
@@ -176,6 +187,7 @@ impl FlushReason {
             FlushReason::Age => "age",
             FlushReason::ConversationSwitch => "conversation-switch",
             FlushReason::Budget => "budget",
+            FlushReason::Overlap => "overlap",
             FlushReason::Close => "close",
             FlushReason::Replay => "replay",
             FlushReason::Retry => "retry",
@@ -241,6 +253,19 @@ pub enum RecorderError {
         timestamp: Timestamp,
         /// The start of the conversation's last held chunk.
         last: Timestamp,
+    },
+    /// The chunk cannot be stored: it holds no whole sample, or is larger than one object
+    /// may hold. It was not accepted (accepting it would make its whole batch fail).
+    #[error("chunk at {timestamp} of conversation {conversation} (user {uid}) refused: {reason}")]
+    InvalidChunk {
+        /// The user.
+        uid: String,
+        /// The conversation.
+        conversation: String,
+        /// The refused chunk's start.
+        timestamp: Timestamp,
+        /// What is wrong with it.
+        reason: String,
     },
     /// Batches are held after failed uploads (in the spool, or in memory without one); they
     /// are retried by the next [`Recorder::flush_due`] or [`Recorder::close`] (and, with a
@@ -363,6 +388,8 @@ struct Batch {
     samples: u64,
     first: Option<Timestamp>,
     last: Option<Timestamp>,
+    /// End of the last chunk's audio in milliseconds (its start plus its duration).
+    end_ms: u64,
     opened: Instant,
     /// Failed flushes so far.
     failures: u32,
@@ -385,6 +412,7 @@ impl Batch {
             samples: 0,
             first: None,
             last: None,
+            end_ms: 0,
             opened: now,
             failures: 0,
             retry_at: now,
@@ -702,6 +730,7 @@ impl Inner {
         level: Option<ProtectionLevel>,
     ) -> Result<Durability, RecorderError> {
         let budget = self.config.budget_bytes;
+        self.check_chunk(&key, timestamp, &pcm)?;
         // A chunk for another conversation of the same user flushes the previous one.
         let switched = {
             let mut state = self.state.lock().await;
@@ -726,10 +755,10 @@ impl Inner {
             state.check_new(&key, timestamp)?;
             let used = state.used_bytes();
             if used.saturating_add(pcm.len()) <= budget {
-                let (durability, flush) =
+                let (durability, flushes) =
                     self.append(&mut state, &key, timestamp, pcm, level).await?;
                 drop(state);
-                if let Some((batch, reason)) = flush {
+                for (batch, reason) in flushes {
                     self.spawn_upload(batch, reason);
                 }
                 return Ok(durability);
@@ -777,8 +806,65 @@ impl Inner {
         }
     }
 
+    /// Refuses a chunk that would make its batch's upload fail for good: one without a whole
+    /// sample frame, or (packs) one larger than a pack frame may be.
+    fn check_chunk(
+        &self,
+        key: &Key,
+        timestamp: Timestamp,
+        pcm: &[u8],
+    ) -> Result<(), RecorderError> {
+        let usable = pcm.len() - pcm.len() % 2;
+        let service = self.service.config();
+        let reason = if usable == 0 {
+            Some("it holds no whole PCM16 sample".to_owned())
+        } else if service.batch_layout == BatchLayout::Pack {
+            let block = 2 * usize::from(service.pack.channels.max(1));
+            let max = chunk_format::pack::MAX_CHUNK_BYTES as usize;
+            if !usable.is_multiple_of(block) {
+                Some(format!(
+                    "{usable} bytes are not whole frames of {} channels",
+                    service.pack.channels
+                ))
+            } else if usable > max {
+                Some(format!(
+                    "{usable} bytes exceed a pack chunk's limit of {max}"
+                ))
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        match reason {
+            None => Ok(()),
+            Some(reason) => Err(RecorderError::InvalidChunk {
+                uid: key.0.to_string(),
+                conversation: key.1.to_string(),
+                timestamp,
+                reason,
+            }),
+        }
+    }
+
+    /// Milliseconds of audio in `bytes` of PCM, as the batch layout counts them (a pack rounds
+    /// each chunk's duration up to the next millisecond).
+    fn duration_ms(&self, bytes: usize) -> u64 {
+        let service = self.service.config();
+        let (rate, block) = match service.batch_layout {
+            BatchLayout::Pack => (
+                service.pack.sample_rate,
+                2 * u64::from(service.pack.channels.max(1)),
+            ),
+            _ => (self.config.sample_rate, 2),
+        };
+        let samples = bytes as u64 / block;
+        (samples * 1000).div_ceil(u64::from(rate.max(1)))
+    }
+
     /// Adds the chunk to its conversation's pending batch (spooling it first); returns the
-    /// batch to flush if it is now full or old.
+    /// batches to flush: a pack batch the chunk would overlap, and the chunk's own batch if it
+    /// is now full or old.
     async fn append(
         &self,
         state: &mut State,
@@ -786,7 +872,24 @@ impl Inner {
         timestamp: Timestamp,
         pcm: Bytes,
         level: Option<ProtectionLevel>,
-    ) -> Result<(Durability, Option<(Batch, FlushReason)>), RecorderError> {
+    ) -> Result<(Durability, Vec<(Batch, FlushReason)>), RecorderError> {
+        let mut flushes = Vec::new();
+        let packs = self.service.config().batch_layout == BatchLayout::Pack;
+        if packs
+            && let Some(index) = state.pending.iter().position(|b| &b.key == key)
+            && state.pending[index].count > 0
+            && timestamp.as_millis() < state.pending[index].end_ms
+        {
+            let batch = state.pending.swap_remove(index);
+            tracing::debug!(
+                uid = %key.0,
+                conversation = %key.1,
+                %timestamp,
+                previous_end_ms = batch.end_ms,
+                "chunk overlaps the batch's last chunk; closing the batch"
+            );
+            flushes.push((state.start_upload(batch), FlushReason::Overlap));
+        }
         let index = match state.pending.iter().position(|b| &b.key == key) {
             Some(index) => index,
             None => {
@@ -808,6 +911,7 @@ impl Inner {
             }
         };
         let len = pcm.len();
+        let end_ms = timestamp.as_millis() + self.duration_ms(len);
         let batch = &mut state.pending[index];
         let durability = match (&self.spool, batch.segment) {
             (Some(spool), Some(segment)) => {
@@ -825,6 +929,7 @@ impl Inner {
         batch.samples += (len / 2) as u64;
         batch.first.get_or_insert(timestamp);
         batch.last = Some(timestamp);
+        batch.end_ms = end_ms;
         let reason = if self.is_full(batch) {
             Some(FlushReason::Full)
         } else if batch.opened.elapsed() >= self.config.max_age {
@@ -834,19 +939,26 @@ impl Inner {
         };
         state.stats.chunks_acked += 1;
         state.raise_high_water(key, timestamp);
-        let flush = reason.map(|reason| {
+        if let Some(reason) = reason {
             let batch = state.pending.swap_remove(index);
-            (state.start_upload(batch), reason)
-        });
-        Ok((durability, flush))
+            flushes.push((state.start_upload(batch), reason));
+        }
+        Ok((durability, flushes))
     }
 
     fn is_full(&self, batch: &Batch) -> bool {
         let audio_ms = batch.samples * 1000 / u64::from(self.config.sample_rate.max(1));
         let limit_ms =
             u64::try_from(self.config.max_batch_duration.as_millis()).unwrap_or(u64::MAX);
+        let max_chunks = match self.service.config().batch_layout {
+            BatchLayout::Pack => self
+                .config
+                .max_batch_chunks
+                .min(chunk_format::pack::MAX_CHUNKS as usize),
+            _ => self.config.max_batch_chunks,
+        };
         audio_ms >= limit_ms
-            || batch.count >= self.config.max_batch_chunks
+            || batch.count >= max_chunks
             || batch.bytes >= self.config.max_batch_bytes
     }
 
@@ -1126,8 +1238,14 @@ mod tests {
         (builder.build(), fault)
     }
 
+    /// A service writing Omi batches (raw PCM concatenated, so tests compare object bytes).
     fn service(store: Store) -> ChunkService {
+        service_with(store, BatchLayout::Omi)
+    }
+
+    fn service_with(store: Store, layout: BatchLayout) -> ChunkService {
         let config = ServiceConfig {
+            batch_layout: layout,
             encryption: EncryptionPolicy::Disabled,
             ..ServiceConfig::default()
         };
@@ -1651,6 +1769,110 @@ mod tests {
         );
         assert_eq!(objects(&service, "c1").await[0].1, expected(0..3));
         recorder.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn pack_batches_split_where_chunks_overlap() {
+        let (store, _) = store(None);
+        let service = service_with(store, BatchLayout::Pack);
+        let (recorder, _) = Recorder::open(service.clone(), config(None)).await.unwrap();
+        let (uid, conv) = ids("c1");
+        let jittered = Timestamp::from_millis(T0 + 900).unwrap(); // chunk 1 ends at T0 + 1000
+        recorder
+            .push(&uid, &conv, ts(0), pcm(0), None)
+            .await
+            .unwrap();
+        recorder
+            .push(&uid, &conv, ts(1), pcm(1), None)
+            .await
+            .unwrap();
+        recorder
+            .push(&uid, &conv, jittered, pcm(2), None)
+            .await
+            .unwrap();
+        recorder.close().await.unwrap();
+        let stats = recorder.stats().await;
+        assert_eq!(stats.flushes[&FlushReason::Overlap].chunks, 2);
+        assert_eq!(stats.flushes[&FlushReason::Close].chunks, 1);
+        let listing = service.list(&uid, &conv).await.unwrap();
+        let spans: Vec<(u64, u64)> = listing
+            .chunks
+            .iter()
+            .map(|e| (e.start.as_millis() - T0, e.end.as_millis() - T0))
+            .collect();
+        assert_eq!(spans, [(0, 1_000), (900, 1_400)]);
+        // Each pack holds exactly its chunks, whole.
+        let mut stored = Vec::new();
+        for entry in &listing.chunks {
+            let object = service.store().read(&entry.path).await.unwrap();
+            let index = chunk_format::pack::PackIndex::from_object(&object, None).unwrap();
+            for (i, chunk) in index.entries().iter().enumerate() {
+                let range = chunk.frame_range();
+                let frame = &object[range.start as usize..range.end as usize];
+                let audio = index.decode_frame(i, frame, None).unwrap();
+                stored.push((chunk.start, audio));
+            }
+        }
+        assert_eq!(stored.len(), 3);
+        for ((start, audio), (expected_start, i)) in
+            stored.iter().zip([(ts(0), 0), (ts(1), 1), (jittered, 2)])
+        {
+            assert_eq!(*start, expected_start);
+            assert!(*audio == pcm(i), "chunk {i}");
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_without_a_whole_sample_are_refused() {
+        let (store, _) = store(None);
+        let (recorder, _) = Recorder::open(service_with(store, BatchLayout::Pack), config(None))
+            .await
+            .unwrap();
+        let (uid, conv) = ids("c1");
+        for bad in [Bytes::new(), Bytes::from_static(&[7])] {
+            let error = recorder
+                .push(&uid, &conv, ts(0), bad, None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, RecorderError::InvalidChunk { .. }),
+                "{error}"
+            );
+        }
+        // An odd trailing byte is trimmed by the service, so the chunk is accepted.
+        let mut odd = pcm(0).to_vec();
+        odd.push(1);
+        recorder.push(&uid, &conv, ts(0), odd, None).await.unwrap();
+        assert_eq!(recorder.stats().await.chunks_acked, 1);
+        recorder.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_resume_point_of_a_pack_is_just_before_its_end() {
+        let (store, _) = store(None);
+        let service = service_with(store, BatchLayout::Pack);
+        let (uid, conv) = ids("c1");
+        let (recorder, _) = Recorder::open(service.clone(), config(None)).await.unwrap();
+        for i in 0..3 {
+            recorder
+                .push(&uid, &conv, ts(i), pcm(i), None)
+                .await
+                .unwrap();
+        }
+        recorder.close().await.unwrap();
+        let (recorder, _) = Recorder::open(service.clone(), config(None)).await.unwrap();
+        let mark = recorder.resume_point(&uid, &conv).await.unwrap().unwrap();
+        assert_eq!(mark.as_millis(), T0 + 3 * CHUNK_MS - 1);
+        assert!(matches!(
+            recorder.push(&uid, &conv, ts(2), pcm(2), None).await,
+            Err(RecorderError::Duplicate { .. })
+        ));
+        recorder
+            .push(&uid, &conv, ts(3), pcm(3), None)
+            .await
+            .unwrap();
+        recorder.close().await.unwrap();
+        assert_eq!(service.list(&uid, &conv).await.unwrap().chunks.len(), 2);
     }
 
     #[test]
