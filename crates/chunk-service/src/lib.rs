@@ -35,6 +35,7 @@
 //! if protected.
 
 pub mod codec;
+mod compact;
 mod config;
 mod decode;
 mod delete;
@@ -49,6 +50,10 @@ pub mod spool;
 mod timeline;
 mod upload;
 
+pub use compact::{
+    CompactionCost, CompactionGroup, CompactionOptions, CompactionPlan, CompactionReport,
+    KeyRotation,
+};
 pub use config::{BatchLayout, EncryptionPolicy, ServiceConfig, SingleFormat};
 pub use delete::DeleteReport;
 pub use download::{DownloadOptions, DownloadRequest, PcmStream};

@@ -1,0 +1,417 @@
+//! Compaction: merging a conversation's small objects (Omi singles and batches, short packs)
+//! into packs of a target duration, plan first, then execute.
+//!
+//! [`ChunkService::plan_compaction`] looks at one listing (plus, for key rotation, the tail of
+//! each pack) and returns what would be merged and what it costs in operations;
+//! [`ChunkService::compact`] executes a plan group by group in the write-verify-delete order:
+//! the new pack is written create-only and read back before any source is deleted, so a crash
+//! leaves at worst a duplicate (which downloads trim as overlap). New packs are sealed under the
+//! key ring's *active* key whenever any source was sealed — which is also how stored data is
+//! re-sealed after a key rotation.
+//!
+//! Timing: packs and single-chunk objects keep their exact starts; an Omi `.batch.bin` has no
+//! interior timing, so it becomes one chunk at its start; a `.batch.enc` becomes one chunk per
+//! frame when every frame boundary falls on a whole millisecond (else one chunk). Where objects
+//! overlap, the earlier one wins, exactly as downloads place them, so every range download is
+//! byte-identical before and after (for audio whose chunk boundaries fall on whole
+//! milliseconds, as 16 kHz chunks of whole milliseconds always do).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chunk_crypto::pack::SealParams;
+use chunk_format::pack::PackTail;
+use chunk_format::{ObjectKind, Timestamp};
+use chunk_store::{ConversationId, UserId};
+
+use crate::decode::{decode_omi_object, trim_to_samples};
+use crate::level::ProtectionLevel;
+use crate::list::ListEntry;
+use crate::upload::Chunk;
+use crate::{ChunkService, ServiceError};
+
+/// Whether compaction also re-seals packs sealed under another key than the active one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyRotation {
+    /// Leave packs that are large enough alone, whatever their key.
+    #[default]
+    Keep,
+    /// Re-seal every sealed pack whose key id is not the active one (one tail read per pack
+    /// while planning).
+    ResealToActive,
+}
+
+/// How to compact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionOptions {
+    /// Packs are filled up to this much audio; packs at least this long are left alone.
+    pub target_duration: Duration,
+    /// Key rotation of existing packs.
+    pub rotation: KeyRotation,
+}
+
+impl Default for CompactionOptions {
+    fn default() -> Self {
+        CompactionOptions {
+            target_duration: Duration::from_secs(600),
+            rotation: KeyRotation::Keep,
+        }
+    }
+}
+
+/// One new pack and the objects it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CompactionGroup {
+    /// The objects merged (deleted once the new pack is verified).
+    pub sources: Vec<ListEntry>,
+    /// Start of the first source.
+    pub start: Timestamp,
+}
+
+/// Estimated operations of a plan (Class A: writes; Class B: reads and stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct CompactionCost {
+    /// Whole-object reads of the sources plus one read-back per new pack.
+    pub reads: u64,
+    /// Bytes read from the sources.
+    pub read_bytes: u64,
+    /// New packs written (one PUT each below the multipart size).
+    pub writes: u64,
+    /// Existence probes for fresh pack names.
+    pub stats: u64,
+    /// Objects deleted.
+    pub deletes: u64,
+    /// Objects in the conversation before and after.
+    pub objects_before: u64,
+    /// Objects in the conversation after (assuming every group succeeds).
+    pub objects_after: u64,
+}
+
+/// What [`ChunkService::plan_compaction`] proposes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CompactionPlan {
+    /// The user.
+    #[serde(serialize_with = "as_str")]
+    pub uid: UserId,
+    /// The conversation.
+    #[serde(serialize_with = "as_str")]
+    pub conversation: ConversationId,
+    /// The packs to write, in time order.
+    pub groups: Vec<CompactionGroup>,
+    /// What executing it costs.
+    pub cost: CompactionCost,
+}
+
+fn as_str<S: serde::Serializer, T: std::fmt::Display>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// What [`ChunkService::compact`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct CompactionReport {
+    /// New packs, written and verified.
+    pub written: Vec<String>,
+    /// Sources deleted after their pack was verified.
+    pub deleted: Vec<String>,
+    /// Sources left in place because they could not be decoded (path, reason); nothing of
+    /// theirs was copied, and downloads skip them as before.
+    pub skipped: Vec<(String, String)>,
+    /// Chunks in the new packs.
+    pub chunks: usize,
+}
+
+/// An upper bound of an entry's audio end, from its name and size (for grouping only).
+fn end_bound_ms(entry: &ListEntry) -> u64 {
+    let start = entry.start.as_millis();
+    match entry.kind {
+        ObjectKind::Pack => entry.end.as_millis(),
+        ObjectKind::Opus | ObjectKind::OpusEnc => start + entry.size.div_ceil(3) * 20,
+        // 16 kHz mono PCM16 (sealed objects are slightly larger than their audio).
+        _ => entry.end.as_millis().max(start) + entry.size.div_ceil(32),
+    }
+}
+
+fn preference(kind: ObjectKind) -> u8 {
+    match kind {
+        ObjectKind::OpusEnc => 0,
+        ObjectKind::Enc => 1,
+        ObjectKind::Opus => 2,
+        ObjectKind::Bin => 3,
+        _ => 4,
+    }
+}
+
+impl ChunkService {
+    /// Plans the compaction of one conversation: groups of adjacent objects (Omi objects,
+    /// packs shorter than the target, and with [`KeyRotation::ResealToActive`] packs under an
+    /// old key) that each become one pack of at most `target_duration`. Groups of one object are
+    /// left alone unless the object is a pack to re-seal. Makes no change.
+    pub async fn plan_compaction(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        options: &CompactionOptions,
+    ) -> Result<CompactionPlan, ServiceError> {
+        let listing = self.list(uid, conversation).await?;
+        let target_ms = options.target_duration.as_millis() as u64;
+        let active = self.inner.keyring.as_ref().map(|k| k.active_id().get());
+        let mut groups: Vec<(Vec<ListEntry>, bool)> = Vec::new();
+        let mut current: Vec<ListEntry> = Vec::new();
+        let mut current_reseal = false;
+        let flush = |current: &mut Vec<ListEntry>, reseal: &mut bool, groups: &mut Vec<_>| {
+            if !current.is_empty() {
+                groups.push((std::mem::take(current), *reseal));
+            }
+            *reseal = false;
+        };
+        for entry in listing.chunks {
+            let is_pack = entry.kind == ObjectKind::Pack;
+            let long = is_pack && end_bound_ms(&entry) - entry.start.as_millis() >= target_ms;
+            let reseal = is_pack
+                && options.rotation == KeyRotation::ResealToActive
+                && self
+                    .pack_key_id(uid, &entry)
+                    .await?
+                    .is_some_and(|id| Some(id) != active);
+            if long && !reseal {
+                flush(&mut current, &mut current_reseal, &mut groups);
+                continue;
+            }
+            let group_start = current.first().map(|e| e.start.as_millis());
+            if let Some(start) = group_start
+                && end_bound_ms(&entry).saturating_sub(start) > target_ms
+            {
+                flush(&mut current, &mut current_reseal, &mut groups);
+            }
+            current_reseal |= reseal;
+            current.push(entry);
+        }
+        flush(&mut current, &mut current_reseal, &mut groups);
+
+        let mut cost = CompactionCost::default();
+        let mut planned = Vec::new();
+        let objects_before = self.list(uid, conversation).await?.chunks.len() as u64;
+        let mut removed = 0;
+        for (sources, reseal) in groups {
+            if sources.len() < 2 && !reseal {
+                continue;
+            }
+            cost.reads += sources.len() as u64 + 1;
+            cost.read_bytes += sources.iter().map(|s| s.size).sum::<u64>();
+            cost.writes += 1;
+            cost.stats += 1;
+            cost.deletes += sources.len() as u64;
+            removed += sources.len() as u64;
+            planned.push(CompactionGroup {
+                start: sources[0].start,
+                sources,
+            });
+        }
+        cost.objects_before = objects_before;
+        cost.objects_after = objects_before - removed + planned.len() as u64;
+        Ok(CompactionPlan {
+            uid: uid.clone(),
+            conversation: conversation.clone(),
+            groups: planned,
+            cost,
+        })
+    }
+
+    async fn pack_key_id(
+        &self,
+        uid: &UserId,
+        entry: &ListEntry,
+    ) -> Result<Option<u32>, ServiceError> {
+        let _ = uid;
+        let tail_len = PackTail::read_len(entry.size);
+        let tail = self
+            .inner
+            .store
+            .read_range(&entry.path, entry.size - tail_len..entry.size)
+            .await?;
+        let tail = PackTail::new(&tail, entry.size).map_err(|e| ServiceError::Decode {
+            path: entry.path.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(tail
+            .header()
+            .seal()
+            .map(|s| SealParams::from(*s).key_id.get()))
+    }
+
+    /// Executes a plan group by group: decode the sources, write one pack create-only, read it
+    /// back, then delete the sources. A group that fails stops the compaction with its error;
+    /// groups already done stay done, and the failed group's sources are untouched.
+    pub async fn compact(&self, plan: &CompactionPlan) -> Result<CompactionReport, ServiceError> {
+        let mut report = CompactionReport::default();
+        for group in &plan.groups {
+            self.compact_group(&plan.uid, &plan.conversation, group, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn compact_group(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        group: &CompactionGroup,
+        report: &mut CompactionReport,
+    ) -> Result<(), ServiceError> {
+        let key = self.omi_key(uid)?;
+        let mut sealed = false;
+        // Runs of (start ms, pcm) in placement order; and the sources consumed.
+        let mut runs: Vec<(u64, Bytes)> = Vec::new();
+        let mut consumed: Vec<String> = Vec::new();
+        let mut singles: BTreeMap<Timestamp, Vec<&ListEntry>> = BTreeMap::new();
+        let mut ordered: Vec<Vec<&ListEntry>> = Vec::new();
+        for source in &group.sources {
+            if source.is_batch {
+                ordered.push(vec![source]);
+            } else {
+                singles.entry(source.start).or_default().push(source);
+            }
+        }
+        for mut candidates in singles.into_values() {
+            candidates.sort_by_key(|e| preference(e.kind));
+            ordered.push(candidates);
+        }
+        // Same placement order as a download: by start, multi-chunk objects first on ties.
+        ordered.sort_by_key(|c| (c[0].start, !c[0].is_batch));
+        for candidates in ordered {
+            let mut decoded = None;
+            for candidate in &candidates {
+                match self
+                    .decode_for_compaction(uid, candidate, key.as_ref())
+                    .await
+                {
+                    Ok(found) => {
+                        decoded = Some((candidate, found));
+                        break;
+                    }
+                    Err(ServiceError::Store(error)) => return Err(error.into()),
+                    Err(error) => report
+                        .skipped
+                        .push((candidate.path.clone(), error.to_string())),
+                }
+            }
+            let Some((chosen, (chunks, was_sealed))) = decoded else {
+                continue;
+            };
+            sealed |= was_sealed;
+            runs.extend(chunks);
+            // Every candidate of a decodable group is replaced (downloads used only `chosen`),
+            // except the undecodable ones, which stay where they are.
+            for candidate in &candidates {
+                let skipped = report.skipped.iter().any(|(p, _)| p == &candidate.path);
+                if !skipped || candidate.path == chosen.path {
+                    consumed.push(candidate.path.clone());
+                }
+            }
+        }
+        let chunks = self.trim_overlaps(runs);
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let level = if sealed {
+            ProtectionLevel::Enhanced
+        } else {
+            ProtectionLevel::Standard
+        };
+        let path = self
+            .write_fresh_pack(uid, conversation, &chunks, level)
+            .await?;
+        consumed.retain(|p| p != &path);
+        self.inner.store.delete_many(consumed.iter()).await?;
+        tracing::info!(%path, sources = consumed.len(), chunks = chunks.len(), "compacted");
+        report.chunks += chunks.len();
+        report.written.push(path);
+        report.deleted.extend(consumed);
+        Ok(())
+    }
+
+    /// Decodes one source into chunks (start ms, PCM) and says whether it was sealed.
+    async fn decode_for_compaction(
+        &self,
+        uid: &UserId,
+        source: &ListEntry,
+        key: Option<&chunk_crypto::UserKey>,
+    ) -> Result<(Vec<(u64, Bytes)>, bool), ServiceError> {
+        if source.kind == ObjectKind::Pack {
+            let object = self.inner.store.read(&source.path).await?;
+            let sealed = PackTail::new(&object, object.len() as u64)
+                .map(|t| t.header().is_encrypted())
+                .unwrap_or(false);
+            drop(object);
+            let chunks = self.read_whole_pack(uid, &source.path).await?;
+            return Ok((
+                chunks
+                    .into_iter()
+                    .map(|(t, pcm)| (t.as_millis(), pcm))
+                    .collect(),
+                sealed,
+            ));
+        }
+        let bytes = self.inner.store.read(&source.path).await?;
+        let pieces = decode_omi_object(&source.path, source.kind, bytes, key)?;
+        let start = source.start.as_millis();
+        let rate = u64::from(self.inner.config.pack.sample_rate);
+        let whole_ms = |pcm: &Bytes| (pcm.len() as u64 / 2 * 1000).is_multiple_of(rate);
+        let chunks = if source.kind == ObjectKind::BatchEnc && pieces.iter().all(whole_ms) {
+            let mut at = start;
+            pieces
+                .into_iter()
+                .map(|pcm| {
+                    let chunk = (at, pcm);
+                    at += chunk.1.len() as u64 / 2 * 1000 / rate;
+                    chunk
+                })
+                .collect()
+        } else {
+            let mut all = Vec::new();
+            for piece in pieces {
+                all.extend_from_slice(&piece);
+            }
+            vec![(start, trim_to_samples(Bytes::from(all)))]
+        };
+        Ok((chunks, source.kind.is_encrypted()))
+    }
+
+    /// Places runs like a download does (earlier audio wins where they overlap) and returns
+    /// chunks that do not overlap, ready for a pack.
+    fn trim_overlaps(&self, runs: Vec<(u64, Bytes)>) -> Vec<Chunk> {
+        let rate = u64::from(self.inner.config.pack.sample_rate.max(1));
+        let mut out: Vec<Chunk> = Vec::new();
+        // End of the audio placed so far, in samples since the epoch (exact for whole ms).
+        let mut cursor: Option<u64> = None;
+        for (start_ms, pcm) in runs {
+            let start = start_ms * rate / 1000;
+            let mut pcm = trim_to_samples(pcm);
+            let mut start_ms = start_ms;
+            if let Some(end) = cursor
+                && start < end
+            {
+                let drop = ((end - start) * 2).min(pcm.len() as u64) as usize;
+                pcm = pcm.slice(drop..);
+                // The trimmed chunk starts where the placed audio ends, rounded up to a ms.
+                start_ms = (end * 1000).div_ceil(rate);
+                let extra = ((start_ms * rate / 1000).saturating_sub(end) * 2) as usize;
+                pcm = pcm.slice(extra.min(pcm.len())..);
+            }
+            if pcm.is_empty() {
+                continue;
+            }
+            let samples = pcm.len() as u64 / 2;
+            let chunk_start = start_ms * rate / 1000;
+            cursor = Some(cursor.map_or(chunk_start + samples, |c| c.max(chunk_start + samples)));
+            if let Some(ts) = Timestamp::from_millis(start_ms) {
+                out.push(Chunk::new(ts, pcm));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,325 @@
+//! Compaction keeps every download byte-identical: Omi-layout conversations (the vendored
+//! vectors, made by Omi's own code) and random mixes of singles, batches and packs are
+//! compacted into packs, and downloads of many ranges are compared before and after. Also key
+//! rotation: packs re-sealed under a new active key stay readable after the old key is dropped.
+
+use std::sync::Arc;
+
+use chunk_crypto::{KeyId, Keyring, MasterSecret};
+use chunk_format::{ObjectKind, Timestamp};
+use chunk_service::{
+    BatchLayout, Chunk, ChunkService, CompactionOptions, DownloadOptions, DownloadRequest,
+    InMemoryLevels, KeyRotation, ProtectionLevel, ServiceConfig, ServiceError,
+};
+use chunk_store::{ConversationId, Store, UserId};
+use chunkvault_tests::omi::{SCENARIOS, Scenario};
+use proptest::prelude::*;
+
+const OMI_SECRET: &str = "omi_000000000000000000000000000000000000000000000000000000000000";
+
+fn ts(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms).unwrap()
+}
+
+/// Ranges to compare: every 5 s window from the first object, windows at odd offsets, and the
+/// whole conversation with and without gap filling (chosen before compacting).
+async fn ranges(
+    service: &ChunkService,
+    uid: &UserId,
+    conv: &ConversationId,
+) -> Vec<(u64, u64, bool)> {
+    let listing = service.list(uid, conv).await.unwrap();
+    let first = listing.chunks.first().map_or(0, |e| e.start.as_millis());
+    let last = listing
+        .chunks
+        .iter()
+        .map(|e| e.end.as_millis())
+        .max()
+        .unwrap_or(0)
+        + 120_000;
+    let mut ranges = vec![(first, last, true), (first, last, false)];
+    let mut t = first;
+    while t < last {
+        ranges.push((t, t + 5_000, true));
+        ranges.push((t + 1_250, t + 3_750, false));
+        t += 5_000;
+    }
+    ranges
+}
+
+async fn snapshot_ranges(
+    service: &ChunkService,
+    uid: &UserId,
+    conv: &ConversationId,
+    ranges: &[(u64, u64, bool)],
+) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for &(from, to, fill_gaps) in ranges {
+        let request = DownloadRequest::Range {
+            from: ts(from),
+            to: ts(to),
+        };
+        let options = DownloadOptions {
+            fill_gaps,
+            sample_rate: 16_000,
+        };
+        let pcm = match service.download(uid, conv, &request, options).await {
+            Ok(stream) => match stream.collect_vec().await {
+                Ok(pcm) => Some(pcm),
+                Err(ServiceError::NoAudio { .. }) => None,
+                Err(other) => panic!("{other}"),
+            },
+            Err(ServiceError::NoAudio { .. }) => None,
+            Err(other) => panic!("{other}"),
+        };
+        out.push((format!("{from}..{to} fill={fill_gaps}"), pcm));
+    }
+    out
+}
+
+fn assert_same(before: &[(String, Option<Vec<u8>>)], after: &[(String, Option<Vec<u8>>)]) {
+    assert_eq!(before.len(), after.len());
+    for ((range, a), (_, b)) in before.iter().zip(after) {
+        assert_eq!(
+            a.as_ref().map(Vec::len),
+            b.as_ref().map(Vec::len),
+            "length of {range}"
+        );
+        assert!(a == b, "bytes of {range}");
+    }
+}
+
+#[tokio::test]
+async fn omi_conversations_compact_into_packs_with_identical_downloads() {
+    let mut compacted = 0;
+    for name in SCENARIOS {
+        let scenario = Scenario::load(name).unwrap();
+        let bucket = scenario.copy_bucket_to_tempdir().unwrap();
+        let store = Store::from_uri(&format!("fs://{}", bucket.path().display())).unwrap();
+        let service = ChunkService::new(
+            store,
+            Some(Keyring::single(
+                KeyId::new(1),
+                MasterSecret::new(OMI_SECRET.as_bytes().to_vec()).unwrap(),
+            )),
+            Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
+            ServiceConfig::default(),
+        )
+        .unwrap();
+        let uid = UserId::new("oracle-uid").unwrap();
+        for conversation in scenario.list.keys() {
+            let conv = ConversationId::new(conversation.clone()).unwrap();
+            let ranges = ranges(&service, &uid, &conv).await;
+            let before = snapshot_ranges(&service, &uid, &conv, &ranges).await;
+            let plan = service
+                .plan_compaction(&uid, &conv, &CompactionOptions::default())
+                .await
+                .unwrap();
+            let report = service.compact(&plan).await.unwrap();
+            let after = snapshot_ranges(&service, &uid, &conv, &ranges).await;
+            assert_same(&before, &after);
+            let listing = service.list(&uid, &conv).await.unwrap();
+            if !plan.groups.is_empty() {
+                compacted += 1;
+                assert_eq!(
+                    listing.chunks.len() as u64,
+                    plan.cost.objects_after + report.skipped.len() as u64,
+                    "{name}/{conversation}: {report:?}"
+                );
+                assert!(listing.chunks.iter().any(|e| e.kind == ObjectKind::Pack));
+            }
+            eprintln!(
+                "{name}/{conversation}: {} objects -> {} ({} packs written, skipped {:?})",
+                plan.cost.objects_before,
+                listing.chunks.len(),
+                report.written.len(),
+                report.skipped
+            );
+        }
+    }
+    assert!(
+        compacted >= 3,
+        "only {compacted} conversations were compacted"
+    );
+}
+
+fn rotation_keyring(keys: &[u32], active: u32) -> Keyring {
+    let secret =
+        |id: u32| MasterSecret::new(format!("secret-{id}-").repeat(8).into_bytes()).unwrap();
+    let mut keyring = Keyring::single(KeyId::new(keys[0]), secret(keys[0]));
+    for &id in &keys[1..] {
+        keyring.insert(KeyId::new(id), secret(id)).unwrap();
+    }
+    keyring.set_active(KeyId::new(active)).unwrap();
+    keyring
+}
+
+#[tokio::test]
+async fn key_rotation_reseals_packs_under_the_active_key() {
+    let store = Store::from_uri("memory://").unwrap();
+    let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Enhanced));
+    let service_with = |keyring: Keyring| {
+        ChunkService::new(
+            store.clone(),
+            Some(keyring),
+            levels.clone(),
+            ServiceConfig::default(),
+        )
+        .unwrap()
+    };
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let chunks: Vec<Chunk> = (0..24u64)
+        .map(|i| Chunk::new(ts(1_000_000 + i * 5_000), vec![(i % 251) as u8; 160_000]))
+        .collect();
+    let old = service_with(rotation_keyring(&[1], 1));
+    for batch in chunks.chunks(12) {
+        old.upload_batch(&uid, &conv, batch.to_vec(), None)
+            .await
+            .unwrap();
+    }
+    let ranges = ranges(&old, &uid, &conv).await;
+    let before = snapshot_ranges(&old, &uid, &conv, &ranges).await;
+
+    let rotated = service_with(rotation_keyring(&[1, 2], 2));
+    let options = CompactionOptions {
+        rotation: KeyRotation::ResealToActive,
+        ..CompactionOptions::default()
+    };
+    let plan = rotated
+        .plan_compaction(&uid, &conv, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.groups.len(),
+        1,
+        "both packs merge into one under the new key"
+    );
+    rotated.compact(&plan).await.unwrap();
+
+    // Only the new secret is left: everything still reads, byte for byte.
+    let new_only = service_with(rotation_keyring(&[2], 2));
+    let after = snapshot_ranges(&new_only, &uid, &conv, &ranges).await;
+    assert_same(&before, &after);
+    // And nothing is readable with only the old secret any more.
+    let old_only = service_with(rotation_keyring(&[1], 1));
+    let request = DownloadRequest::Range {
+        from: ts(1_000_000),
+        to: ts(1_120_000),
+    };
+    let result = match old_only
+        .download(&uid, &conv, &request, DownloadOptions::default())
+        .await
+    {
+        Ok(stream) => stream.collect_vec().await.map(|_| ()),
+        Err(error) => Err(error),
+    };
+    assert!(
+        result.is_err(),
+        "the old key no longer opens the re-sealed pack"
+    );
+}
+
+#[derive(Debug, Clone)]
+struct Piece {
+    gap_ms: u64,
+    chunks: Vec<u64>,
+    layout: u8,
+    enhanced: bool,
+}
+
+fn piece() -> impl Strategy<Value = Piece> {
+    (
+        prop::sample::select(vec![0u64, 0, 5, 250, 3_000, 40_000]),
+        prop::collection::vec(prop::sample::select(vec![1u64, 16, 80, 800]), 1..5),
+        0u8..3,
+        any::<bool>(),
+    )
+        .prop_map(|(gap_ms, chunks, layout, enhanced)| Piece {
+            gap_ms,
+            chunks,
+            layout,
+            enhanced,
+        })
+}
+
+async fn compaction_case(pieces: Vec<Piece>, target_s: u64) {
+    let store = Store::from_uri("memory://").unwrap();
+    let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Standard));
+    let make = |layout| {
+        ChunkService::new(
+            store.clone(),
+            Some(rotation_keyring(&[1], 1)),
+            levels.clone(),
+            ServiceConfig {
+                batch_layout: layout,
+                ..ServiceConfig::default()
+            },
+        )
+        .unwrap()
+    };
+    let (omi, packs) = (make(BatchLayout::Omi), make(BatchLayout::Pack));
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let mut at = 1_786_961_845_727u64;
+    for (n, piece) in pieces.iter().enumerate() {
+        at += piece.gap_ms;
+        let level = if piece.enhanced {
+            ProtectionLevel::Enhanced
+        } else {
+            ProtectionLevel::Standard
+        };
+        // Chunks of whole milliseconds (16 samples each), back to back.
+        let chunks: Vec<Chunk> = piece
+            .chunks
+            .iter()
+            .map(|&ms| {
+                let chunk = Chunk::new(ts(at), vec![(n * 7 + 1) as u8; (ms * 32) as usize]);
+                at += ms;
+                chunk
+            })
+            .collect();
+        match piece.layout {
+            0 => {
+                for chunk in chunks {
+                    let _ = omi.upload_chunk(&uid, &conv, chunk, Some(level)).await;
+                }
+            }
+            1 => {
+                let _ = omi.upload_batch(&uid, &conv, chunks, Some(level)).await;
+            }
+            _ => {
+                let _ = packs.upload_batch(&uid, &conv, chunks, Some(level)).await;
+            }
+        }
+    }
+    let ranges = ranges(&packs, &uid, &conv).await;
+    let before = snapshot_ranges(&packs, &uid, &conv, &ranges).await;
+    let options = CompactionOptions {
+        target_duration: std::time::Duration::from_secs(target_s),
+        ..CompactionOptions::default()
+    };
+    let plan = packs.plan_compaction(&uid, &conv, &options).await.unwrap();
+    packs.compact(&plan).await.unwrap();
+    let after = snapshot_ranges(&packs, &uid, &conv, &ranges).await;
+    assert_same(&before, &after);
+}
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(16, |n| n.min(100));
+    ProptestConfig::with_cases(cases)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn prop_compaction_keeps_every_range_download(
+        pieces in prop::collection::vec(piece(), 1..8),
+        target_s in prop::sample::select(vec![1u64, 10, 600]),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(compaction_case(pieces, target_s));
+    }
+}
