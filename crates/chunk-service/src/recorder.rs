@@ -50,7 +50,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, UserId};
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::BatchLayout;
@@ -120,6 +120,10 @@ pub struct RecorderConfig {
     pub budget_bytes: usize,
     /// Retries of a failed upload.
     pub retry: RetryPolicy,
+    /// Batch uploads running at once (at least 1). With a spool, a batch is read back into
+    /// memory only when its upload starts, so this also bounds the spool mode's memory to
+    /// about `max_concurrent_uploads × max_batch_bytes`.
+    pub max_concurrent_uploads: usize,
     /// Directory of the durable spool; `None` holds batches in memory only.
     pub spool_dir: Option<PathBuf>,
 }
@@ -136,6 +140,7 @@ impl RecorderConfig {
             sample_rate: 16_000,
             budget_bytes: 20 * 1024 * 1024,
             retry: RetryPolicy::default(),
+            max_concurrent_uploads: 4,
             spool_dir: None,
         }
     }
@@ -512,6 +517,8 @@ struct Inner {
     state: Mutex<State>,
     /// Notified when the last in-flight upload finishes.
     idle: Notify,
+    /// Permits of `max_concurrent_uploads`.
+    uploads: Semaphore,
 }
 
 /// The recording batcher (see the module docs). Cheap to clone; clones share the batches.
@@ -682,12 +689,14 @@ impl Inner {
                 Some(Arc::new(std::sync::Mutex::new(spool)))
             }
         };
+        let permits = config.max_concurrent_uploads.max(1);
         let inner = Arc::new(Inner {
             service,
             config,
             spool,
             state: Mutex::new(State::default()),
             idle: Notify::new(),
+            uploads: Semaphore::new(permits),
         });
         let batches = {
             let mut state = inner.state.lock().await;
@@ -1100,6 +1109,8 @@ impl Inner {
     }
 
     async fn try_upload(&self, batch: &mut Batch, reason: FlushReason) -> Result<(), FlushError> {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self.uploads.acquire().await.ok();
         let chunks = self.batch_chunks(batch).await?;
         if chunks.is_empty() {
             return Ok(());
@@ -1873,6 +1884,34 @@ mod tests {
             .unwrap();
         recorder.close().await.unwrap();
         assert_eq!(service.list(&uid, &conv).await.unwrap().chunks.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_single_upload_permit_still_lands_every_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store(None);
+        let service = service(store);
+        let config = RecorderConfig {
+            max_concurrent_uploads: 1,
+            ..config(Some(dir.path()))
+        };
+        let (recorder, _) = Recorder::open(service.clone(), config).await.unwrap();
+        // Three conversations of three users fill their batches at once.
+        for i in 0..6 {
+            for user in ["a", "b", "c"] {
+                let uid = UserId::new(user).unwrap();
+                let (_, conv) = ids("c1");
+                recorder
+                    .push(&uid, &conv, ts(i), pcm(i), None)
+                    .await
+                    .unwrap();
+            }
+        }
+        recorder.flush_due().await.unwrap();
+        let stats = recorder.stats().await;
+        assert_eq!(stats.flushes[&FlushReason::Full].batches, 3);
+        assert_eq!((stats.in_flight_batches, stats.held_batches), (0, 0));
+        assert_eq!(segments(dir.path()), 0);
     }
 
     #[test]
