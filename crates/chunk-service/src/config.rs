@@ -26,6 +26,9 @@ pub enum SingleFormat {
     /// Raw PCM: `TS.bin` / `TS.enc` (Omi V0 and V1 with Opus off).
     #[default]
     Pcm,
+    /// Omi's current single upload: an Omi Opus container, `TS.opus` / `TS.opus.enc`
+    /// (16 kHz mono VOIP, 20 ms frames; encoding needs the `libopus` feature).
+    Opus,
 }
 
 /// Whether the service holds key material, and what happens to `enhanced` users without it.

@@ -5,7 +5,7 @@ use chunk_crypto::UserKey;
 use chunk_format::{ObjectKind, ObjectName, Timestamp};
 use chunk_store::{ConversationId, PutMode, StoreError, UserId, layout};
 
-use crate::config::BatchLayout;
+use crate::config::{BatchLayout, SingleFormat};
 use crate::level::ProtectionLevel;
 use crate::{ChunkService, ServiceError};
 
@@ -65,7 +65,8 @@ pub struct UploadReport {
 }
 
 impl ChunkService {
-    /// Uploads one chunk as its own object: `TS.bin`, or `TS.enc` for `enhanced` users.
+    /// Uploads one chunk as its own object: `TS.bin`, or `TS.enc` for `enhanced` users; with
+    /// [`SingleFormat::Opus`], `TS.opus` / `TS.opus.enc` as Omi's current code writes them.
     ///
     /// `level`: pass the level when the caller has it cached; `None` makes one user-database
     /// lookup. Writing is create-only: a retry with identical audio is a no-op, different audio
@@ -168,13 +169,23 @@ impl ChunkService {
         chunk: &Chunk,
         key: Option<&UserKey>,
     ) -> Result<(String, bool), ServiceError> {
-        let kind = if key.is_some() {
-            ObjectKind::Enc
-        } else {
-            ObjectKind::Bin
+        let (kind, body) = match (self.inner.config.single_format, key.is_some()) {
+            (SingleFormat::Pcm, false) => (ObjectKind::Bin, chunk.clone()),
+            (SingleFormat::Pcm, true) => (ObjectKind::Enc, chunk.clone()),
+            (SingleFormat::Opus, sealed) => {
+                let container = crate::codec::opus::encode_omi_opus(&chunk.pcm).map_err(|e| {
+                    ServiceError::InvalidInput(format!("Opus encoding of {}: {e}", chunk.timestamp))
+                })?;
+                let kind = if sealed {
+                    ObjectKind::OpusEnc
+                } else {
+                    ObjectKind::Opus
+                };
+                (kind, Chunk::new(chunk.timestamp, container))
+            }
         };
         let name = ObjectName::single(chunk.timestamp, kind).map_err(invalid)?;
-        self.write_object(uid, conversation, &name, std::slice::from_ref(chunk), key)
+        self.write_object(uid, conversation, &name, std::slice::from_ref(&body), key)
             .await
     }
 
