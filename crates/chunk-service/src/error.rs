@@ -29,7 +29,9 @@ pub enum ServiceError {
         path: String,
     },
     /// An `enhanced` user's audio must be sealed but the service has no key material.
-    #[error("user {uid} is at level enhanced but the service has no key material; refusing to store plaintext")]
+    #[error(
+        "user {uid} is at level enhanced but the service has no key material; refusing to store plaintext"
+    )]
     NoKeyMaterial {
         /// The user.
         uid: String,

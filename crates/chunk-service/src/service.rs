@@ -5,9 +5,9 @@ use std::sync::Arc;
 use chunk_crypto::{Keyring, UserKey};
 use chunk_store::{Store, UserId};
 
+use crate::ServiceError;
 use crate::config::{EncryptionPolicy, ServiceConfig};
 use crate::level::{ProtectionLevel, ProtectionLevels};
-use crate::ServiceError;
 
 /// chunkvault's storage behaviour over one store: upload (single and batch), list, delete,
 /// download-and-merge, conversation delete and user purge.
@@ -83,13 +83,15 @@ impl ChunkService {
     pub(crate) fn omi_key(&self, uid: &UserId) -> Result<Option<UserKey>, ServiceError> {
         match &self.inner.keyring {
             None => Ok(None),
-            Some(keyring) => keyring
-                .omi_key(uid.as_str())
-                .map(Some)
-                .map_err(|source| ServiceError::Crypto {
-                    path: format!("(key for user {uid})"),
-                    source,
-                }),
+            Some(keyring) => {
+                keyring
+                    .omi_key(uid.as_str())
+                    .map(Some)
+                    .map_err(|source| ServiceError::Crypto {
+                        path: format!("(key for user {uid})"),
+                        source,
+                    })
+            }
         }
     }
 
@@ -103,8 +105,10 @@ impl ChunkService {
         if !level.service_encrypts() {
             return Ok(None);
         }
-        self.omi_key(uid)?.map(Some).ok_or_else(|| ServiceError::NoKeyMaterial {
-            uid: uid.to_string(),
-        })
+        self.omi_key(uid)?
+            .map(Some)
+            .ok_or_else(|| ServiceError::NoKeyMaterial {
+                uid: uid.to_string(),
+            })
     }
 }

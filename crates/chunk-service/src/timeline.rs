@@ -116,7 +116,9 @@ impl Timeline {
     /// Feeds the next PCM bytes of the current object (even length); returns what to emit.
     pub(crate) fn audio(&mut self, mut pcm: Bytes) -> Option<Piece> {
         if self.skip > 0 {
-            let drop = usize::try_from(self.skip).unwrap_or(usize::MAX).min(pcm.len());
+            let drop = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(pcm.len());
             self.skip -= drop as u64;
             pcm = pcm.slice(drop..);
         }
