@@ -18,6 +18,10 @@ use crate::level::ProtectionLevel;
 use crate::upload::Chunk;
 use crate::{ChunkService, ServiceError};
 
+/// Largest batch (raw PCM bytes) encoded in memory and stored with one PUT; larger batches
+/// stream through the store's writer (multipart on S3).
+const SINGLE_PUT_MAX: usize = 64 * 1024 * 1024;
+
 /// Largest span of adjacent frames fetched with one ranged read.
 const MAX_COALESCED_READ: u64 = 4 * 1024 * 1024;
 
@@ -137,8 +141,8 @@ impl ChunkService {
             .map_err(|e| ServiceError::InvalidInput(e.to_string()))
     }
 
-    /// Encodes and streams a pack to `path` (one write per chunk, then index and trailer); a
-    /// failure aborts the writer, leaving no object.
+    /// Encodes a pack to `path`: with one PUT up to [`SINGLE_PUT_MAX`] bytes of input, else
+    /// streamed (one write per chunk, then index and trailer); a failure leaves no object.
     pub(crate) async fn stream_pack(
         &self,
         uid: &UserId,
@@ -168,6 +172,21 @@ impl ChunkService {
         };
         let mut encoder =
             PackEncoder::new(self.inner.config.pack, sealer).map_err(|e| pack_error(path, e))?;
+        let input: usize = chunks.iter().map(|c| c.pcm.len()).sum();
+        if input <= SINGLE_PUT_MAX {
+            // The batch is in memory already: encode it whole and store it with one PUT, so a
+            // 10-minute pack is one Class A request on S3 rather than a multipart upload.
+            let mut object = Vec::with_capacity(input / 2 + 4096);
+            for chunk in chunks {
+                let bytes = encoder
+                    .push_chunk(chunk.timestamp, &chunk.pcm)
+                    .map_err(|error| ServiceError::InvalidInput(format!("{path}: {error}")))?;
+                object.extend_from_slice(&bytes);
+            }
+            object.extend(encoder.finish().map_err(|e| pack_error(path, e))?);
+            self.inner.store.put(path, object, mode).await?;
+            return Ok(());
+        }
         let mut writer = self.inner.store.writer(path, mode).await?;
         for chunk in chunks {
             let bytes = match encoder.push_chunk(chunk.timestamp, &chunk.pcm) {
