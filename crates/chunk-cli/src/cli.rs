@@ -1,0 +1,330 @@
+//! The command line's grammar: global options and subcommands (clap derive).
+
+use std::path::PathBuf;
+
+use chunk_format::Timestamp;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::timestamp::parse_timestamp;
+
+/// Store, list, export and check continuous recorded audio in object storage (Omi-compatible
+/// bucket layout and chunkvault packs).
+#[derive(Debug, Parser)]
+#[command(name = "chunkvault", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Options every subcommand takes (before or after the subcommand).
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// Store URI: fs:///abs/path, fs://relative/path, memory://, s3://bucket?endpoint=…&region=…
+    #[arg(
+        long,
+        global = true,
+        env = "CHUNKVAULT_STORE",
+        hide_env_values = true,
+        default_value = "fs://./chunkvault-data",
+        value_name = "URI"
+    )]
+    pub(crate) store: String,
+    /// File holding the master secret (raw bytes, as Omi's ENCRYPTION_SECRET; one trailing
+    /// newline is dropped). Without it the secret comes from the environment variable
+    /// CHUNKVAULT_SECRET; without either, encryption is off.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// Machine-readable JSON on stdout (and no progress bars).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// More logging on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// The main job, end to end on the local store: synthesize speech-like audio for a few
+    /// users, record it in 5 s chunks through the recorder, list it, export one conversation to
+    /// WAV, verify every chunk round-trips byte-exact, and print a summary.
+    Demo(DemoArgs),
+    /// Store a PCM16 mono WAV (or raw .pcm with --sample-rate) as chunks of one conversation.
+    Ingest(IngestArgs),
+    /// List a conversation's audio objects (and foreign objects apart).
+    Ls(ConversationArgs),
+    /// Download and merge audio of a conversation to WAV or raw PCM (streamed).
+    Export(ExportArgs),
+    /// Delete chunks of a conversation by timestamp, or the whole conversation.
+    Rm(RmArgs),
+    /// Delete every object of a user (asks for --yes).
+    Purge(PurgeArgs),
+    /// Read and decode every object; report bad ones with the reason (exit 1 if any).
+    Verify(VerifyArgs),
+    /// Objects, bytes, audio duration and write operations, with the monthly cost at S3 prices.
+    Stats(StatsArgs),
+    /// Rewrite a conversation's small objects into packs: show the plan, then apply it.
+    Compact(CompactArgs),
+}
+
+/// `demo` options.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Minutes of audio recorded per user.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub(crate) minutes: u32,
+    /// Users recording at the same time.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub(crate) users: u32,
+    /// Where the exported WAV goes.
+    #[arg(long, value_name = "PATH", default_value = "chunkvault-demo.wav")]
+    pub(crate) wav: PathBuf,
+}
+
+/// A user and one of their conversations.
+#[derive(Debug, Args)]
+pub(crate) struct ConversationArgs {
+    /// User id.
+    #[arg(long, value_name = "U")]
+    pub(crate) uid: String,
+    /// Conversation id.
+    #[arg(long, value_name = "C")]
+    pub(crate) conversation: String,
+}
+
+/// Protection level of ingested audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LevelArg {
+    /// Plaintext objects.
+    Standard,
+    /// Sealed with the user's key (needs the secret).
+    Enhanced,
+    /// Client-sealed payloads, stored as given.
+    E2ee,
+}
+
+/// Object layout of ingested audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LayoutArg {
+    /// Omi's batches: FIRST-LAST.batch.{bin,enc}.
+    Omi,
+    /// chunkvault packs: START-END.pack.
+    Pack,
+}
+
+/// `ingest` options.
+#[derive(Debug, Args)]
+pub(crate) struct IngestArgs {
+    #[command(flatten)]
+    pub(crate) target: ConversationArgs,
+    /// Start of the audio (epoch seconds); default: now minus the file's duration.
+    #[arg(long, value_name = "TS", value_parser = parse_timestamp)]
+    pub(crate) start: Option<Timestamp>,
+    /// Protection level.
+    #[arg(long, value_enum, default_value_t = LevelArg::Standard)]
+    pub(crate) level: LevelArg,
+    /// Object layout.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Omi)]
+    pub(crate) layout: LayoutArg,
+    /// Seconds of audio per chunk.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub(crate) chunk_secs: u32,
+    /// Seconds of audio per stored object (batch or pack).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub(crate) batch_secs: u32,
+    /// Sample rate of a raw .pcm file (a WAV's comes from its header).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    pub(crate) sample_rate: Option<u32>,
+    /// PCM16 mono WAV, or raw PCM16LE mono `.pcm`.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+}
+
+/// Output format of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// PCM16 mono WAV with a canonical 44-byte header.
+    Wav,
+    /// Raw PCM16LE mono.
+    Pcm,
+}
+
+/// `export` options.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    pub(crate) target: ConversationArgs,
+    /// Chunks starting at these timestamps (Omi style), comma separated.
+    #[arg(
+        long,
+        value_name = "T1,T2,…",
+        value_delimiter = ',',
+        num_args = 1..,
+        value_parser = parse_timestamp,
+        required_unless_present = "from",
+        conflicts_with_all = ["from", "to"],
+    )]
+    pub(crate) timestamps: Vec<Timestamp>,
+    /// Start of a time range (inclusive).
+    #[arg(long, value_name = "TS", value_parser = parse_timestamp, requires = "to")]
+    pub(crate) from: Option<Timestamp>,
+    /// End of a time range (exclusive).
+    #[arg(long, value_name = "TS", value_parser = parse_timestamp, requires = "from")]
+    pub(crate) to: Option<Timestamp>,
+    /// Do not fill gaps between objects with silence.
+    #[arg(long)]
+    pub(crate) no_fill_gaps: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Wav)]
+    pub(crate) format: ExportFormat,
+    /// Sample rate of the stored audio (for gaps and the WAV header).
+    #[arg(long, value_name = "HZ", default_value_t = 16_000,
+          value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    pub(crate) sample_rate: u32,
+    /// Output file, or `-` for stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: String,
+}
+
+/// `rm` options.
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    #[command(flatten)]
+    pub(crate) target: ConversationArgs,
+    /// Delete the objects holding chunks that start at these timestamps, comma separated.
+    #[arg(
+        long,
+        value_name = "T1,T2,…",
+        value_delimiter = ',',
+        num_args = 1..,
+        value_parser = parse_timestamp,
+        required_unless_present = "all",
+        conflicts_with = "all",
+    )]
+    pub(crate) timestamps: Vec<Timestamp>,
+    /// Delete the whole conversation (every object under its prefixes).
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+/// `purge` options.
+#[derive(Debug, Args)]
+pub(crate) struct PurgeArgs {
+    /// User id.
+    #[arg(long, value_name = "U")]
+    pub(crate) uid: String,
+    /// Really delete everything of this user.
+    #[arg(long)]
+    pub(crate) yes: bool,
+}
+
+/// `verify` options.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Only this user (default: every user in the store).
+    #[arg(long, value_name = "U")]
+    pub(crate) uid: Option<String>,
+    /// Only this conversation (needs --uid).
+    #[arg(long, value_name = "C", requires = "uid")]
+    pub(crate) conversation: Option<String>,
+}
+
+/// `stats` options.
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Only this user (default: the whole store).
+    #[arg(long, value_name = "U")]
+    pub(crate) uid: Option<String>,
+}
+
+/// `compact` options.
+#[derive(Debug, Args)]
+pub(crate) struct CompactArgs {
+    #[command(flatten)]
+    pub(crate) target: ConversationArgs,
+    /// Show the plan only.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("chunkvault").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn global_options_before_or_after_the_subcommand() {
+        let before = parse(&[
+            "--json",
+            "--store",
+            "memory://",
+            "ls",
+            "--uid",
+            "u",
+            "--conversation",
+            "c",
+        ]);
+        let after = parse(&[
+            "ls",
+            "--uid",
+            "u",
+            "--conversation",
+            "c",
+            "--json",
+            "--store",
+            "memory://",
+        ]);
+        for cli in [before, after] {
+            let cli = cli.map_err(|e| e.to_string());
+            assert!(
+                matches!(&cli, Ok(c) if c.global.json && c.global.store == "memory://"),
+                "{cli:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn export_needs_exactly_one_selection() {
+        let base = ["export", "--uid", "u", "--conversation", "c", "-o", "-"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        assert!(with(&[]).is_err());
+        assert!(with(&["--from", "1.000"]).is_err());
+        assert!(with(&["--timestamps", "1.000", "--from", "1.000", "--to", "2.000"]).is_err());
+        let ok = with(&["--timestamps", "1.000,2.5"]).map_err(|e| e.to_string());
+        match ok.map(|c| c.command) {
+            Ok(Command::Export(args)) => assert_eq!(
+                args.timestamps
+                    .iter()
+                    .map(|t| t.as_millis())
+                    .collect::<Vec<_>>(),
+                [1_000, 2_500]
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(with(&["--from", "1.000", "--to", "2.000"]).is_ok());
+        assert!(with(&["--timestamps", "x"]).is_err());
+    }
+
+    #[test]
+    fn rm_needs_timestamps_or_all() {
+        let base = ["rm", "--uid", "u", "--conversation", "c"];
+        let with = |extra: &[&str]| parse(&[&base[..], extra].concat());
+        assert!(with(&[]).is_err());
+        assert!(with(&["--all", "--timestamps", "1.000"]).is_err());
+        assert!(with(&["--all"]).is_ok());
+        assert!(with(&["--timestamps", "1.000"]).is_ok());
+    }
+}

@@ -1,0 +1,207 @@
+//! `export`: download and merge a conversation's audio to WAV or raw PCM, streamed.
+//!
+//! To a file, the output is written to a temporary file next to it and renamed into place only
+//! when complete (a failed export leaves no partial file and keeps an older file intact). WAV
+//! goes out with a placeholder header, the data is streamed, then the header is rewritten with
+//! the real lengths. To stdout (`-o -`), PCM streams straight through; WAV, whose header needs
+//! the length first, is spooled through a temporary file in the system temp directory and then
+//! copied out (one download, memory bounded; disk use is the size of the output).
+
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use chunk_format::wav::{WAV_HEADER_LEN, wav_header};
+use chunk_service::{ChunkService, DownloadOptions, DownloadRequest};
+use chunk_store::{ConversationId, UserId};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::context::{self, Context};
+use crate::{output, progress};
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Exported {
+    /// PCM bytes (without the WAV header).
+    pub(crate) pcm_bytes: u64,
+    /// Bytes written in total.
+    pub(crate) file_bytes: u64,
+}
+
+/// Runs `export`.
+pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
+    let uid = context::user(&args.target.uid)?;
+    let conversation = context::conversation(&args.target.conversation)?;
+    let request = match (args.from, args.to) {
+        (Some(from), Some(to)) => {
+            if to <= from {
+                bail!("--to {to} must be after --from {from}");
+            }
+            DownloadRequest::Range { from, to }
+        }
+        _ => DownloadRequest::Timestamps(args.timestamps.clone()),
+    };
+    let options = DownloadOptions {
+        fill_gaps: !args.no_fill_gaps,
+        sample_rate: args.sample_rate,
+    };
+    let service = ctx.reader()?;
+    let started = Instant::now();
+    let job = Job {
+        service: &service,
+        uid: &uid,
+        conversation: &conversation,
+        request: &request,
+        options,
+        format: args.format,
+        progress: ctx.progress(),
+    };
+    let exported = if args.output == "-" {
+        job.to_stdout().await?
+    } else {
+        job.to_file(Path::new(&args.output)).await?
+    };
+    let seconds = exported.pcm_bytes as f64 / (2.0 * f64::from(args.sample_rate));
+    let to_stdout = args.output == "-";
+    if ctx.json && !to_stdout {
+        output::print_json(&json!({
+            "output": args.output,
+            "format": match args.format { ExportFormat::Wav => "wav", ExportFormat::Pcm => "pcm" },
+            "sample_rate": args.sample_rate,
+            "pcm_bytes": exported.pcm_bytes,
+            "file_bytes": exported.file_bytes,
+            "audio_seconds": seconds,
+        }))?;
+    } else if !ctx.json {
+        let line = format!(
+            "exported {} of audio ({} PCM, {} written) to {} in {}",
+            output::duration(std::time::Duration::from_secs_f64(seconds)),
+            output::bytes(exported.pcm_bytes),
+            output::bytes(exported.file_bytes),
+            if to_stdout { "stdout" } else { &args.output },
+            output::duration(started.elapsed()),
+        );
+        if to_stdout {
+            output::note(&line);
+        } else {
+            outln!("{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// One export: what to download and how to write it.
+pub(crate) struct Job<'a> {
+    pub(crate) service: &'a ChunkService,
+    pub(crate) uid: &'a UserId,
+    pub(crate) conversation: &'a ConversationId,
+    pub(crate) request: &'a DownloadRequest,
+    pub(crate) options: DownloadOptions,
+    pub(crate) format: ExportFormat,
+    pub(crate) progress: bool,
+}
+
+impl Job<'_> {
+    /// Writes the export to `path` atomically (temporary file, then rename).
+    pub(crate) async fn to_file(&self, path: &Path) -> Result<Exported> {
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".chunkvault-export-")
+            .tempfile_in(&dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        let (file, temp_path) = temp.into_parts();
+        let exported = self.write_seekable(file).await?;
+        temp_path
+            .persist(path)
+            .with_context(|| format!("moving the export into place at {}", path.display()))?;
+        Ok(exported)
+    }
+
+    /// Writes the export to stdout (see the module docs for WAV).
+    async fn to_stdout(&self) -> Result<Exported> {
+        match self.format {
+            ExportFormat::Pcm => {
+                let stdout = std::io::stdout().lock();
+                let mut out = BufWriter::with_capacity(256 * 1024, stdout);
+                let pcm_bytes = self.stream_into(&mut out).await?;
+                out.flush().context("writing to stdout")?;
+                Ok(Exported {
+                    pcm_bytes,
+                    file_bytes: pcm_bytes,
+                })
+            }
+            ExportFormat::Wav => {
+                let mut spool = tempfile::tempfile().context("creating a temporary file")?;
+                let exported = self.write_seekable(spool.try_clone()?).await?;
+                spool.seek(SeekFrom::Start(0))?;
+                let mut stdout = std::io::stdout().lock();
+                std::io::copy(&mut spool, &mut stdout).context("writing to stdout")?;
+                stdout.flush().context("writing to stdout")?;
+                Ok(exported)
+            }
+        }
+    }
+
+    /// Writes header placeholder (WAV), data, then the real header into a seekable file.
+    async fn write_seekable(&self, file: File) -> Result<Exported> {
+        let mut out = BufWriter::with_capacity(256 * 1024, file);
+        let header_len = match self.format {
+            ExportFormat::Wav => {
+                out.write_all(&[0u8; WAV_HEADER_LEN])
+                    .context("writing the WAV header")?;
+                WAV_HEADER_LEN as u64
+            }
+            ExportFormat::Pcm => 0,
+        };
+        let pcm_bytes = self.stream_into(&mut out).await?;
+        let mut file = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("writing the output")?;
+        if self.format == ExportFormat::Wav {
+            let data_len = u32::try_from(pcm_bytes)
+                .ok()
+                .filter(|len| len.checked_add(36).is_some())
+                .with_context(|| {
+                    format!(
+                        "{pcm_bytes} bytes of audio do not fit a WAV file (4 GiB); use --format pcm"
+                    )
+                })?;
+            let header = wav_header(data_len, self.options.sample_rate, 1)?;
+            file.seek(SeekFrom::Start(0))
+                .context("rewriting the WAV header")?;
+            file.write_all(&header)
+                .context("rewriting the WAV header")?;
+        }
+        file.sync_all().context("syncing the output")?;
+        Ok(Exported {
+            pcm_bytes,
+            file_bytes: header_len + pcm_bytes,
+        })
+    }
+
+    /// Downloads and writes the merged PCM; returns its length.
+    async fn stream_into(&self, out: &mut impl Write) -> Result<u64> {
+        let mut stream = self
+            .service
+            .download(self.uid, self.conversation, self.request, self.options)
+            .await?;
+        let bar = progress::bytes(self.progress, "exporting");
+        let mut written = 0u64;
+        while let Some(piece) = stream.next().await {
+            let piece = piece?;
+            out.write_all(&piece).context("writing the output")?;
+            written += piece.len() as u64;
+            bar.set_position(written);
+        }
+        bar.finish_and_clear();
+        Ok(written)
+    }
+}

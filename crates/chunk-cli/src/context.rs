@@ -1,0 +1,162 @@
+//! What every subcommand starts from: the store, the key material, and how to build services.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use chunk_crypto::{KeyId, Keyring, MasterSecret};
+use chunk_service::{
+    BatchLayout, ChunkService, EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig,
+};
+use chunk_store::{ConversationId, Store, UserId};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::cli::{GlobalArgs, LayoutArg};
+
+/// The environment variable holding the master secret.
+pub(crate) const SECRET_ENV: &str = "CHUNKVAULT_SECRET";
+
+/// Global state of one invocation.
+pub(crate) struct Context {
+    /// The store, shared by every service the command builds.
+    pub(crate) store: Store,
+    /// The master secret's bytes, if one was given (wiped on drop). Kept as bytes because a
+    /// [`Keyring`] is deliberately not `Clone` and each service owns one.
+    secret: Option<Zeroizing<Vec<u8>>>,
+    /// Machine output requested.
+    pub(crate) json: bool,
+}
+
+impl Context {
+    /// Opens the store and loads the secret (file first, then environment).
+    pub(crate) fn new(global: &GlobalArgs) -> Result<Context> {
+        let store = Store::from_uri(&global.store)?;
+        let secret = match &global.secret_file {
+            Some(path) => Some(secret_from_file(path)?),
+            None => secret_from_env()?,
+        };
+        let ctx = Context {
+            store,
+            secret,
+            json: global.json,
+        };
+        // Validate the secret once, up front (length).
+        ctx.keyring()?;
+        Ok(ctx)
+    }
+
+    /// A context over the same store with another secret (the demo's built-in one).
+    pub(crate) fn with_secret(&self, secret: &[u8]) -> Result<Context> {
+        let ctx = Context {
+            store: self.store.clone(),
+            secret: Some(Zeroizing::new(secret.to_vec())),
+            json: self.json,
+        };
+        ctx.keyring()?;
+        Ok(ctx)
+    }
+
+    /// A key ring holding the secret as key 1 (active, and the Omi key), if there is one.
+    pub(crate) fn keyring(&self) -> Result<Option<Keyring>> {
+        let Some(secret) = &self.secret else {
+            return Ok(None);
+        };
+        let secret = MasterSecret::new(secret.to_vec()).context("the master secret")?;
+        Ok(Some(Keyring::single(KeyId::new(1), secret)))
+    }
+
+    /// Whether progress bars may be drawn: not with --json, and only on a terminal.
+    pub(crate) fn progress(&self) -> bool {
+        !self.json && std::io::stderr().is_terminal()
+    }
+
+    /// A service over the store writing `layout`, with every user at `level` (the command line
+    /// has no user database). Without key material encryption is disabled: `enhanced` writes
+    /// then fail closed and encrypted objects cannot be opened.
+    pub(crate) fn service(
+        &self,
+        layout: LayoutArg,
+        level: ProtectionLevel,
+    ) -> Result<ChunkService> {
+        let keyring = self.keyring()?;
+        let config = ServiceConfig {
+            batch_layout: batch_layout(layout)?,
+            encryption: if keyring.is_some() {
+                EncryptionPolicy::Required
+            } else {
+                EncryptionPolicy::Disabled
+            },
+            ..ServiceConfig::default()
+        };
+        let levels = Arc::new(InMemoryLevels::new(level));
+        Ok(ChunkService::new(
+            self.store.clone(),
+            keyring,
+            levels,
+            config,
+        )?)
+    }
+
+    /// A service for reading (levels do not matter: encryption is detected per object).
+    pub(crate) fn reader(&self) -> Result<ChunkService> {
+        self.service(LayoutArg::Omi, ProtectionLevel::Standard)
+    }
+}
+
+/// The service's batch layout for a `--layout` value.
+pub(crate) fn batch_layout(layout: LayoutArg) -> Result<BatchLayout> {
+    match layout {
+        LayoutArg::Omi => Ok(BatchLayout::Omi),
+        LayoutArg::Pack => Err(anyhow!(
+            "--layout pack is not available in this build: the pack layout is not wired into \
+             chunk-service yet (use --layout omi)"
+        )),
+    }
+}
+
+/// Whether this build can write packs.
+pub(crate) fn packs_available() -> bool {
+    batch_layout(LayoutArg::Pack).is_ok()
+}
+
+/// The secret from [`SECRET_ENV`]: its UTF-8 bytes as they are, like Omi's
+/// `ENCRYPTION_SECRET`.
+fn secret_from_env() -> Result<Option<Zeroizing<Vec<u8>>>> {
+    match std::env::var(SECRET_ENV) {
+        Ok(text) => Ok(Some(Zeroizing::new(text.into_bytes()))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(raw)) => {
+            raw.into_encoded_bytes().zeroize();
+            bail!("{SECRET_ENV} is not valid UTF-8")
+        }
+    }
+}
+
+/// The secret from a file: its bytes, minus one trailing newline.
+fn secret_from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let mut bytes = Zeroizing::new(
+        std::fs::read(path)
+            .with_context(|| format!("reading the secret file {}", path.display()))?,
+    );
+    let len = bytes.len();
+    if bytes.ends_with(b"\r\n") {
+        bytes.truncate(len - 2);
+    } else if bytes.ends_with(b"\n") {
+        bytes.truncate(len - 1);
+    }
+    if bytes.is_empty() {
+        bail!("the secret file {} is empty", path.display());
+    }
+    Ok(bytes)
+}
+
+/// Validates a user id.
+pub(crate) fn user(uid: &str) -> Result<UserId> {
+    UserId::new(uid).with_context(|| format!("--uid {uid:?}"))
+}
+
+/// Validates a conversation id.
+pub(crate) fn conversation(conversation: &str) -> Result<ConversationId> {
+    ConversationId::new(conversation).with_context(|| format!("--conversation {conversation:?}"))
+}

@@ -1,0 +1,137 @@
+//! Human and machine output: sizes, durations, tables, JSON on stdout.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+
+/// Prints a line on stdout, returning an error (instead of panicking like `println!`) when
+/// stdout is closed or full.
+macro_rules! outln {
+    () => {
+        $crate::output::write_text("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_text(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes text on stdout; see [`outln!`].
+pub(crate) fn write_text(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to stdout")
+}
+
+/// Writes a line on stderr, ignoring errors (stderr is where errors would go).
+pub(crate) fn note(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{text}");
+}
+
+/// Prints one JSON value on stdout (pretty, one document).
+pub(crate) fn print_json(value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).context("formatting JSON")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}").context("writing to stdout")?;
+    Ok(())
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `18.3 MiB`, `2.10 GiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{n} B"),
+        _ if value >= 100.0 => format!("{value:.0} {}", UNITS[unit]),
+        _ if value >= 10.0 => format!("{value:.1} {}", UNITS[unit]),
+        _ => format!("{value:.2} {}", UNITS[unit]),
+    }
+}
+
+/// An audio or wall-clock duration for people: `850 ms`, `12.4 s`, `10 min 05 s`, `3 h 02 min`.
+pub(crate) fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else if ms < 3_600_000 {
+        format!("{} min {:02} s", ms / 60_000, (ms / 1_000) % 60)
+    } else {
+        format!("{} h {:02} min", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+/// A ratio `a / b` for people (`12.0×`), or `-` when `b` is zero.
+pub(crate) fn ratio(a: f64, b: f64) -> String {
+    if b <= 0.0 {
+        "-".to_owned()
+    } else {
+        format!("{:.1}×", a / b)
+    }
+}
+
+/// Renders rows as left-aligned columns separated by two spaces (the last column unpadded).
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let columns = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header_row: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header_row).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            if i + 1 == columns {
+                line.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(19_200_000), "18.3 MiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.00 GiB");
+        assert_eq!(duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(duration(Duration::from_millis(12_400)), "12.4 s");
+        assert_eq!(duration(Duration::from_secs(605)), "10 min 05 s");
+        assert_eq!(duration(Duration::from_secs(3 * 3600 + 125)), "3 h 02 min");
+        assert_eq!(ratio(120.0, 10.0), "12.0×");
+        assert_eq!(ratio(1.0, 0.0), "-");
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let text = table(
+            &["A", "LONGER"],
+            &[vec!["xx".into(), "1".into()], vec!["y".into(), "22".into()]],
+        );
+        assert_eq!(text, "A   LONGER\nxx  1\ny   22\n");
+    }
+}
