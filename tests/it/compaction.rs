@@ -3,6 +3,8 @@
 //! compacted into packs, and downloads of many ranges are compared before and after. Also key
 //! rotation: packs re-sealed under a new active key stay readable after the old key is dropped.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::sync::Arc;
 
 use chunk_crypto::{KeyId, Keyring, MasterSecret};

@@ -1,6 +1,8 @@
 //! Packs through the service on real speech: one recorded hour as one pack, a ranged read of
 //! one 5 s chunk (counted by the store's operation layer), and the storage ratio vs raw PCM.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::sync::Arc;
 
 use chunk_crypto::{KeyId, Keyring, MasterSecret};

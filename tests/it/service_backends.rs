@@ -3,6 +3,8 @@
 //! interior timestamp, idempotent retry, conversation delete and a user purge that leaves a
 //! user whose id shares the prefix alone.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::sync::Arc;
 
 use chunk_crypto::{KeyId, Keyring, MasterSecret};

@@ -4,6 +4,8 @@
 //! case is named in `CORRECTED` (and in docs/COMPATIBILITY.md). Cases that need an Opus decoder
 //! are counted as pending until the Opus codec is built in.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -360,7 +362,7 @@ async fn writers_reproduce_omi_objects() {
                         .unwrap();
                     assert_eq!(
                         report.paths,
-                        [call.returned.clone()],
+                        std::slice::from_ref(&call.returned),
                         "{name}: returned path"
                     );
                     assert_eq!((levels.lookups() - before) as u32, call.db_reads, "{name}");

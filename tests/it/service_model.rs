@@ -3,6 +3,8 @@
 //! delete of random timestamps gives the same results as a small in-memory model. Runs against
 //! the memory and fs backends.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
