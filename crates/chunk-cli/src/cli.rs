@@ -67,7 +67,8 @@ pub(crate) enum Command {
     Verify(VerifyArgs),
     /// Objects, bytes, audio duration and write operations, with the monthly cost at S3 prices.
     Stats(StatsArgs),
-    /// Rewrite a conversation's small objects into packs: show the plan, then apply it.
+    /// Merge a conversation's small objects (Omi objects, short packs) into packs: show the
+    /// plan, then apply it.
     Compact(CompactArgs),
 }
 
@@ -127,8 +128,9 @@ pub(crate) struct IngestArgs {
     /// Protection level.
     #[arg(long, value_enum, default_value_t = LevelArg::Standard)]
     pub(crate) level: LevelArg,
-    /// Object layout.
-    #[arg(long, value_enum, default_value_t = LayoutArg::Omi)]
+    /// Object layout: chunkvault packs (the default for new writes), or Omi's batches (readable
+    /// by Omi's own code).
+    #[arg(long, value_enum, default_value_t = LayoutArg::Pack)]
     pub(crate) layout: LayoutArg,
     /// Seconds of audio per chunk.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
@@ -249,6 +251,10 @@ pub(crate) struct CompactArgs {
     /// Show the plan only.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Audio per pack: packs are filled up to this, and packs this long are left alone.
+    #[arg(long, value_name = "SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub(crate) target_secs: u32,
 }
 
 #[cfg(test)]

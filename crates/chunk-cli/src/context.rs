@@ -4,8 +4,9 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
+use chunk_format::pack::PackConfig;
 use chunk_service::{
     BatchLayout, ChunkService, EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig,
 };
@@ -71,17 +72,23 @@ impl Context {
         !self.json && std::io::stderr().is_terminal()
     }
 
-    /// A service over the store writing `layout`, with every user at `level` (the command line
-    /// has no user database). Without key material encryption is disabled: `enhanced` writes
-    /// then fail closed and encrypted objects cannot be opened.
+    /// A service over the store writing `layout` (packs of audio at `sample_rate`), with every
+    /// user at `level` (the command line has no user database). Without key material
+    /// encryption is disabled: `enhanced` writes then fail closed and encrypted objects cannot
+    /// be opened.
     pub(crate) fn service(
         &self,
         layout: LayoutArg,
         level: ProtectionLevel,
+        sample_rate: u32,
     ) -> Result<ChunkService> {
         let keyring = self.keyring()?;
         let config = ServiceConfig {
-            batch_layout: batch_layout(layout)?,
+            batch_layout: batch_layout(layout),
+            pack: PackConfig {
+                sample_rate,
+                ..PackConfig::default()
+            },
             encryption: if keyring.is_some() {
                 EncryptionPolicy::Required
             } else {
@@ -100,24 +107,16 @@ impl Context {
 
     /// A service for reading (levels do not matter: encryption is detected per object).
     pub(crate) fn reader(&self) -> Result<ChunkService> {
-        self.service(LayoutArg::Omi, ProtectionLevel::Standard)
+        self.service(LayoutArg::Omi, ProtectionLevel::Standard, 16_000)
     }
 }
 
 /// The service's batch layout for a `--layout` value.
-pub(crate) fn batch_layout(layout: LayoutArg) -> Result<BatchLayout> {
+pub(crate) fn batch_layout(layout: LayoutArg) -> BatchLayout {
     match layout {
-        LayoutArg::Omi => Ok(BatchLayout::Omi),
-        LayoutArg::Pack => Err(anyhow!(
-            "--layout pack is not available in this build: the pack layout is not wired into \
-             chunk-service yet (use --layout omi)"
-        )),
+        LayoutArg::Omi => BatchLayout::Omi,
+        LayoutArg::Pack => BatchLayout::Pack,
     }
-}
-
-/// Whether this build can write packs.
-pub(crate) fn packs_available() -> bool {
-    batch_layout(LayoutArg::Pack).is_ok()
 }
 
 /// The secret from [`SECRET_ENV`]: its UTF-8 bytes as they are, like Omi's

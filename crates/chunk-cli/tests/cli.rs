@@ -126,6 +126,8 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// 23 s of audio at T0: with 5 s chunks and 10 s batches, objects of chunks [0,1], [2,3], [4].
 const SECONDS: usize = 23;
+/// Ingest in Omi's layout (the default is packs).
+const OMI: &[&str] = &["--layout", "omi"];
 
 fn ingested(
     sandbox: &Sandbox,
@@ -163,7 +165,7 @@ fn ingested(
 #[test]
 fn ingest_then_ls_table_and_json_snapshot() {
     let sandbox = Sandbox::new();
-    ingested(&sandbox, "conv-1", &[], None);
+    ingested(&sandbox, "conv-1", OMI, None);
     // A stray object under the conversation is listed apart, never as audio.
     let stray = sandbox.store_root().join("chunks/u1/conv-1/meta.json");
     std::fs::write(stray, b"{}").expect("write");
@@ -226,7 +228,7 @@ fn global_options_work_before_and_after_the_subcommand() {
 #[test]
 fn export_pcm_and_wav_reproduce_the_input() {
     let sandbox = Sandbox::new();
-    let pcm = ingested(&sandbox, "conv-x", &[], None);
+    let pcm = ingested(&sandbox, "conv-x", OMI, None);
     let base = ["export", "--uid", "u1", "--conversation", "conv-x"];
 
     // The whole range, raw PCM to a file and to stdout.
@@ -333,6 +335,8 @@ fn ingest_enhanced_needs_the_secret_and_round_trips_with_it() {
         T0,
         "--level",
         "enhanced",
+        "--layout",
+        "omi",
         &wav,
     ];
     failure(sandbox.run(&args), "no key material");
@@ -399,34 +403,45 @@ fn ingest_rejects_what_is_not_pcm16_mono() {
         sandbox.run(&[&base[..], &["f32.wav"]].concat()),
         "not a PCM16 WAV",
     );
-    failure(
-        sandbox.run(
-            &[
-                &base[..],
-                &["--layout", "pack", "raw.pcm", "--sample-rate", "16000"],
-            ]
-            .concat(),
-        ),
-        "not available in this build",
-    );
-    // Raw PCM with its rate is taken, 8 kHz here: 1 000 samples are one 125 ms chunk.
-    sandbox.ok(&[
-        &base[..],
-        &["--sample-rate", "8000", "--start", T0, "raw.pcm"],
-    ]
-    .concat());
+    // Raw PCM with its rate is taken, 8 kHz here: 1 000 samples are one 125 ms chunk, in
+    // Omi's layout and in a pack whose header records 8 kHz (its name ends 125 ms later).
+    let raw = ["--sample-rate", "8000", "--start", T0, "raw.pcm"];
+    sandbox.ok(&[&base[..], OMI, &raw].concat());
+    sandbox.ok(&[&["ingest", "--uid", "u", "--conversation", "c8"][..], &raw].concat());
     let listing = sandbox.json(&["ls", "--uid", "u", "--conversation", "c"]);
     assert_eq!(
         listing["chunks"][0]["path"],
         "chunks/u/c/1786961845.727.batch.bin"
     );
     assert_eq!(listing["chunks"][0]["size"], 2_000);
+    let listing = sandbox.json(&["ls", "--uid", "u", "--conversation", "c8"]);
+    assert_eq!(
+        listing["chunks"][0]["path"],
+        "chunks/u/c8/1786961845.727-1786961845.852.pack"
+    );
+    let export = [
+        "export",
+        "--uid",
+        "u",
+        "--conversation",
+        "c8",
+        "--timestamps",
+        T0,
+    ];
+    let out = sandbox.run(
+        &[
+            &export[..],
+            &["--sample-rate", "8000", "--format", "pcm", "-o", "-"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.stdout, signal(1_000));
 }
 
 #[test]
 fn rm_by_timestamp_and_all() {
     let sandbox = Sandbox::new();
-    ingested(&sandbox, "conv-r", &[], None);
+    ingested(&sandbox, "conv-r", OMI, None);
     let base = ["rm", "--uid", "u1", "--conversation", "conv-r"];
     // An interior timestamp deletes the batch holding it; a timestamp nothing holds is reported.
     let out = sandbox.json(&[&base[..], &["--timestamps", "1786961860.727,1.000"]].concat());
@@ -446,8 +461,13 @@ fn rm_by_timestamp_and_all() {
 #[test]
 fn verify_reports_bad_objects_and_fails() {
     let sandbox = Sandbox::new();
-    ingested(&sandbox, "plain", &[], None);
-    ingested(&sandbox, "sealed", &["--level", "enhanced"], Some(SECRET));
+    ingested(&sandbox, "plain", OMI, None);
+    ingested(
+        &sandbox,
+        "sealed",
+        &["--layout", "omi", "--level", "enhanced"],
+        Some(SECRET),
+    );
     let good = sandbox.run_with_secret(SECRET, &["verify"]);
     let text = success(good, &["verify"]);
     assert!(text.contains("checked 6 audio object(s): 6 ok"), "{text}");
@@ -512,8 +532,13 @@ fn verify_reports_bad_objects_and_fails() {
 #[test]
 fn stats_counts_objects_chunks_and_writes() {
     let sandbox = Sandbox::new();
-    ingested(&sandbox, "a", &[], None);
-    ingested(&sandbox, "b", &["--level", "enhanced"], Some(SECRET));
+    ingested(&sandbox, "a", OMI, None);
+    ingested(
+        &sandbox,
+        "b",
+        &["--layout", "omi", "--level", "enhanced"],
+        Some(SECRET),
+    );
     let stats = sandbox.json(&["stats"]);
     assert_eq!(stats["users"], 1);
     assert_eq!(stats["conversations"], 2);
@@ -548,7 +573,7 @@ fn stats_counts_objects_chunks_and_writes() {
 #[test]
 fn purge_asks_for_yes_then_deletes_everything_of_the_user() {
     let sandbox = Sandbox::new();
-    ingested(&sandbox, "p1", &[], None);
+    ingested(&sandbox, "p1", OMI, None);
     ingested(&sandbox, "p2", &[], None);
     let line = failure(sandbox.run(&["purge", "--uid", "u1"]), "--yes");
     assert!(line.contains("6 object(s)"), "{line}");
@@ -563,14 +588,171 @@ fn purge_asks_for_yes_then_deletes_everything_of_the_user() {
 }
 
 #[test]
-fn compact_is_refused_until_packs_exist() {
+fn compact_plans_then_merges_omi_batches_into_a_pack() {
     let sandbox = Sandbox::new();
-    ingested(&sandbox, "k", &[], None);
-    failure(
-        sandbox.run(&["compact", "--uid", "u1", "--conversation", "k", "--dry-run"]),
-        "not available in this build",
+    let pcm = ingested(&sandbox, "k", OMI, None);
+    let base = ["compact", "--uid", "u1", "--conversation", "k"];
+    let plan = sandbox.ok(&[&base[..], &["--dry-run"]].concat());
+    assert!(plan.contains("3 object(s) -> 1 (1 new pack(s))"), "{plan}");
+    assert!(plan.contains("dry run: nothing changed"), "{plan}");
+    assert_eq!(
+        sandbox.json(&["stats"])["objects"],
+        3,
+        "a dry run changes nothing"
     );
-    assert_eq!(sandbox.json(&["stats"])["objects"], 3);
+    let done = sandbox.json(&base);
+    assert_eq!(done["applied"], true);
+    assert_eq!(done["report"]["deleted"].as_array().map(Vec::len), Some(3));
+    let listing = sandbox.json(&["ls", "--uid", "u1", "--conversation", "k"]);
+    assert_eq!(listing["chunks"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listing["chunks"][0]["kind"], "pack");
+    // The audio is unchanged.
+    let out = sandbox.run(&[
+        "export",
+        "--uid",
+        "u1",
+        "--conversation",
+        "k",
+        "--from",
+        T0,
+        "--to",
+        "1786961868.727",
+        "--format",
+        "pcm",
+        "-o",
+        "-",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, pcm);
+    // Nothing left to do.
+    let again = sandbox.ok(&base);
+    assert!(again.contains("nothing to compact"), "{again}");
+}
+
+#[test]
+fn packs_ingest_list_export_rm_verify_and_stats() {
+    let sandbox = Sandbox::new();
+    let pcm = ingested(&sandbox, "pk", &[], None);
+    let listing = sandbox.json(&["ls", "--uid", "u1", "--conversation", "pk"]);
+    insta::assert_json_snapshot!("ls_json_packs", listing);
+    let ls = ["ls", "--uid", "u1", "--conversation", "pk"];
+    let paths: Vec<String> = listing["chunks"]
+        .as_array()
+        .expect("chunks")
+        .iter()
+        .map(|c| c["path"].as_str().expect("path").to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "chunks/u1/pk/1786961845.727-1786961855.727.pack",
+            "chunks/u1/pk/1786961855.727-1786961865.727.pack",
+            "chunks/u1/pk/1786961865.727-1786961868.727.pack",
+        ]
+    );
+    // Export: the whole range, and a range inside one chunk.
+    let export = [
+        "export",
+        "--uid",
+        "u1",
+        "--conversation",
+        "pk",
+        "--format",
+        "pcm",
+        "-o",
+        "-",
+    ];
+    let out = sandbox.run(&[&export[..], &["--from", T0, "--to", "1786961868.727"]].concat());
+    assert_eq!(out.stdout, pcm);
+    let out = sandbox.run(
+        &[
+            &export[..],
+            &["--from", "1786961856.727", "--to", "1786961857.227"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.stdout, &pcm[11 * 32_000..11 * 32_000 + 16_000]);
+    // Stats count the chunks from the pack trailers, exactly.
+    let stats = sandbox.json(&["stats"]);
+    assert_eq!(stats["objects"], 3);
+    assert_eq!(stats["chunks"], 5);
+    assert_eq!(stats["chunks_estimated"], 0);
+    assert_eq!(stats["audio_seconds"].as_f64(), Some(23.0));
+    // rm of one chunk rewrites its pack without it; the rest of the audio is untouched.
+    let removed = sandbox.json(&[
+        "rm",
+        "--uid",
+        "u1",
+        "--conversation",
+        "pk",
+        "--timestamps",
+        "1786961850.727",
+    ]);
+    assert_eq!(
+        removed["deleted"],
+        serde_json::json!(["chunks/u1/pk/1786961845.727-1786961855.727.pack"])
+    );
+    assert_eq!(
+        removed["written"],
+        serde_json::json!(["chunks/u1/pk/1786961845.727-1786961850.727.pack"])
+    );
+    let out = sandbox.run(
+        &[
+            &export[..],
+            &["--from", T0, "--to", "1786961868.727", "--no-fill-gaps"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.stdout, [&pcm[..160_000], &pcm[320_000..]].concat());
+    assert_eq!(
+        sandbox.json(&ls)["chunks"].as_array().map(Vec::len),
+        Some(3)
+    );
+    // verify checks every frame: one flipped byte in a frame makes that pack bad.
+    success(sandbox.run(&["verify"]), &["verify"]);
+    let victim = "chunks/u1/pk/1786961855.727-1786961865.727.pack";
+    let path = sandbox.store_root().join(victim);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[100] ^= 0x40;
+    std::fs::write(&path, bytes).expect("write");
+    let out = sandbox.run(&["verify", "--uid", "u1", "--conversation", "pk"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    failure(out, "1 of 3 audio object(s) are bad");
+    assert!(stdout.contains(&format!("BAD  {victim}: ")), "{stdout}");
+}
+
+#[test]
+fn sealed_packs_need_the_secret() {
+    let sandbox = Sandbox::new();
+    let pcm = ingested(&sandbox, "sp", &["--level", "enhanced"], Some(SECRET));
+    let export = [
+        "export",
+        "--uid",
+        "u1",
+        "--conversation",
+        "sp",
+        "--from",
+        T0,
+        "--to",
+        "1786961868.727",
+        "--format",
+        "pcm",
+        "-o",
+        "-",
+    ];
+    let out = sandbox.run_with_secret(SECRET, &export);
+    assert_eq!(out.stdout, pcm);
+    success(sandbox.run_with_secret(SECRET, &["verify"]), &["verify"]);
+    let out = sandbox.run(&["verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    failure(out, "3 of 3 audio object(s) are bad");
+    assert!(
+        stdout.contains("sealed pack, but no secret was given"),
+        "{stdout}"
+    );
+    // Another secret fails to open them, and says so.
+    let out = sandbox.run_with_secret("another-secret-another-secret-another", &["verify"]);
+    failure(out, "3 of 3 audio object(s) are bad");
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //!    users, `--minutes` each, and records it in 5 s chunks through the recorder into the
 //!    store: user 1, 3, … at level `enhanced` (sealed), user 2, 4, … `standard`. Every
 //!    conversation is written as packs (10-minute packs through the durable spool) except the
-//!    last user's, which is written in Omi's layout (60 s batches, as Omi's pusher does). Builds
-//!    without packs write every conversation in Omi's layout, and say so.
+//!    last user's (of two or more), which is written in Omi's layout (60 s batches, as Omi's
+//!    pusher does).
 //! 2. Lists every conversation.
 //! 3. Exports the first user's conversation to WAV.
 //! 4. Downloads every chunk's 5 s range and compares it with the audio that was recorded.
@@ -30,7 +30,7 @@ use serde_json::json;
 use crate::cli::{DemoArgs, ExportFormat, LayoutArg};
 use crate::commands::export;
 use crate::commands::ingest::now;
-use crate::context::{Context, packs_available};
+use crate::context::Context;
 use crate::synth::Speech;
 use crate::{cost, output, progress};
 
@@ -102,7 +102,6 @@ pub(crate) async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let now = now()?;
     let conversation = fresh_conversation(ctx, now).await?;
     let voices = voices(args, now, chunks_per_user)?;
-    let packs = packs_available();
     if human {
         outln!(
             "chunkvault demo: {} user(s) × {} min of speech-like audio in {} s chunks, \
@@ -113,12 +112,6 @@ pub(crate) async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
             ctx.store.uri_display()
         )?;
         outln!("  encryption (level enhanced) uses {secret_note}")?;
-        if !packs {
-            outln!(
-                "  packs are not available in this build: every conversation is written in \
-                 Omi's layout"
-            )?;
-        }
         for voice in &voices {
             outln!(
                 "  user {}: level {}, layout {}",
@@ -162,7 +155,7 @@ pub(crate) async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
                 continue;
             };
             outln!(
-                "conversation {conversation} of {} ({} objects, {}):",
+                "conversation {conversation} of {} ({} object(s), {}):",
                 voice.uid,
                 listing.chunks.len(),
                 output::bytes(listing.chunks.iter().map(|e| e.size).sum())
@@ -229,7 +222,6 @@ pub(crate) async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
                 "uid": v.uid.as_str(), "level": v.level.as_str(), "layout": v.layout_name(),
                 "objects": listings.get(&v.index).map_or(0, |l| l.chunks.len()),
             })).collect::<Vec<_>>(),
-            "packs_available": packs,
             "chunks": recorded,
             "objects_written": objects,
             "write_operations": writes,
@@ -257,6 +249,10 @@ pub(crate) async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
                 ),
             ],
             vec!["objects written".to_owned(), objects.to_string()],
+            vec![
+                "  by layout".to_owned(),
+                by_layout(&voices, &listings, chunks_per_user),
+            ],
             vec![
                 "write operations".to_owned(),
                 format!(
@@ -315,6 +311,33 @@ pub(crate) async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// Per layout: objects, chunks, bytes and their share of the raw PCM.
+fn by_layout(
+    voices: &[Voice],
+    listings: &BTreeMap<u32, chunk_service::ConversationListing>,
+    chunks_per_user: u64,
+) -> String {
+    let mut per: BTreeMap<&'static str, (usize, u64, u64)> = BTreeMap::new();
+    for voice in voices {
+        let slot = per.entry(voice.layout_name()).or_default();
+        if let Some(listing) = listings.get(&voice.index) {
+            slot.0 += listing.chunks.len();
+            slot.2 += listing.chunks.iter().map(|e| e.size).sum::<u64>();
+        }
+        slot.1 += chunks_per_user;
+    }
+    per.iter()
+        .map(|(layout, (objects, chunks, bytes))| {
+            format!(
+                "{layout}: {objects} object(s) for {chunks} chunks, {} ({} of raw)",
+                output::bytes(*bytes),
+                percent(*bytes, chunks * CHUNK_BYTES as u64)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
         "-".to_owned()
@@ -342,12 +365,12 @@ async fn fresh_conversation(ctx: &Context, now: Timestamp) -> Result<Conversatio
 }
 
 /// The users: odd ones `enhanced`, even ones `standard`; the last (of two or more) in Omi's
-/// layout, the others in packs (when this build has them).
+/// layout, the others in packs.
 fn voices(args: &DemoArgs, now: Timestamp, chunks_per_user: u64) -> Result<Vec<Voice>> {
     let span = chunks_per_user * CHUNK_MS;
     (0..args.users)
         .map(|index| {
-            let omi = (args.users >= 2 && index + 1 == args.users) || !packs_available();
+            let omi = args.users >= 2 && index + 1 == args.users;
             // The recordings end shortly before now, each user a little offset.
             let offset = u64::from(index) * 1_237;
             let start_ms = now
@@ -385,10 +408,19 @@ async fn record(
             continue;
         }
         // The level comes with every push; the service's default does not matter.
-        let service = ctx.service(voice.layout, ProtectionLevel::Standard)?;
+        let service = ctx.service(voice.layout, ProtectionLevel::Standard, RATE)?;
+        // The demo pushes far faster than real time, so uploads lag behind pushes; a budget
+        // large enough for the whole run keeps budget flushes from cutting batches short.
+        let budget_bytes = (chunks_per_user as usize * CHUNK_BYTES * voices.len()).max(64 << 20);
         let config = match voice.layout {
-            LayoutArg::Pack => RecorderConfig::spool(spool_dir),
-            LayoutArg::Omi => RecorderConfig::omi(),
+            LayoutArg::Pack => RecorderConfig {
+                budget_bytes: budget_bytes.max(RecorderConfig::spool(spool_dir).budget_bytes),
+                ..RecorderConfig::spool(spool_dir)
+            },
+            LayoutArg::Omi => RecorderConfig {
+                budget_bytes,
+                ..RecorderConfig::omi()
+            },
         };
         let (recorder, _) = Recorder::open(service, config).await?;
         recorders.insert(voice.layout_name(), recorder);

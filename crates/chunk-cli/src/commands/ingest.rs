@@ -143,8 +143,8 @@ pub(crate) async fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
         bail!("{} holds no audio", args.file.display());
     }
     let level = level(args.level);
-    let service = ctx.service(args.layout, level)?;
     let rate = audio.sample_rate;
+    let service = ctx.service(args.layout, level, rate)?;
     let chunk_bytes = (args.chunk_secs as usize) * (rate as usize) * 2;
     let duration_ms = (audio.pcm.len() as u64 / 2) * 1000 / u64::from(rate);
     let start = match args.start {

@@ -1,4 +1,9 @@
 //! `rm`: delete the objects holding chunks at given timestamps, or a whole conversation.
+//!
+//! By timestamp: single-chunk objects at that timestamp and Omi batches whose range holds it
+//! are deleted whole (an Omi batch cannot lose single chunks); a pack loses exactly the chunks
+//! holding the instant — it is rewritten without them (the new pack written and read back
+//! before the old one is deleted), or deleted when nothing is left.
 
 use anyhow::Result;
 use serde_json::json;
@@ -41,13 +46,21 @@ pub(crate) async fn run(ctx: &Context, args: &RmArgs) -> Result<()> {
         return output::print_json(&json!({
             "deleted": report.deleted,
             "deleted_count": report.deleted.len(),
+            "written": report.written,
             "unmatched": unmatched,
         }));
     }
     for path in &report.deleted {
         outln!("deleted {path}")?;
     }
-    outln!("{} object(s) deleted", report.deleted.len())?;
+    for path in &report.written {
+        outln!("wrote   {path} (a pack rewritten without the deleted chunks)")?;
+    }
+    outln!(
+        "{} object(s) deleted, {} pack(s) rewritten",
+        report.deleted.len(),
+        report.written.len()
+    )?;
     if !unmatched.is_empty() {
         outln!("no object held a chunk at: {}", unmatched.join(", "))?;
     }
