@@ -129,3 +129,51 @@ async fn one_chunk_of_an_hour_costs_two_reads() {
         assert!(bytes_ratio <= bar, "{bytes_ratio}");
     }
 }
+
+/// Two packs whose audio overlaps (a jittery client): asking for the instant at which the second
+/// pack's chunk starts gives that chunk, not the tail of the earlier chunk covering the instant.
+#[tokio::test]
+async fn an_instant_means_the_chunk_starting_there() {
+    let store = Store::from_uri("memory://").unwrap();
+    let service = ChunkService::new(
+        store,
+        None,
+        Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
+        ServiceConfig {
+            encryption: chunk_service::EncryptionPolicy::Disabled,
+            ..ServiceConfig::default()
+        },
+    )
+    .unwrap();
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let first = Chunk::new(ts(T0), vec![1u8; 32_000]); // [T0, T0+1000)
+    let second = Chunk::new(ts(T0 + 900), vec![2u8; 16_000]); // [T0+900, T0+1400)
+    service
+        .upload_batch(&uid, &conv, vec![first], None)
+        .await
+        .unwrap();
+    service
+        .upload_batch(&uid, &conv, vec![second.clone()], None)
+        .await
+        .unwrap();
+    let request = DownloadRequest::Timestamps(vec![ts(T0 + 900)]);
+    let pcm = service
+        .download(&uid, &conv, &request, DownloadOptions::default())
+        .await
+        .unwrap()
+        .collect_vec()
+        .await
+        .unwrap();
+    assert!(pcm == second.pcm, "got {} bytes", pcm.len());
+    // Both instants: the earlier chunk wins where they overlap, the later one's tail follows.
+    let both = DownloadRequest::Timestamps(vec![ts(T0), ts(T0 + 900)]);
+    let pcm = service
+        .download(&uid, &conv, &both, DownloadOptions::default())
+        .await
+        .unwrap()
+        .collect_vec()
+        .await
+        .unwrap();
+    assert_eq!(pcm.len(), 1_400 * 32);
+    assert!(pcm[..32_000].iter().all(|&b| b == 1) && pcm[32_000..].iter().all(|&b| b == 2));
+}

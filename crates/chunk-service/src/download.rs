@@ -149,14 +149,37 @@ enum Selection {
     Instants(Vec<Timestamp>),
     /// Chunks overlapping `[from, to)`.
     Range(Timestamp, Timestamp),
+    /// Instants, each flagged when some chunk starts exactly there (then only that chunk).
+    Exact(Vec<(Timestamp, bool)>),
 }
 
 impl Selection {
-    fn selects(&self, start_ms: u64, end_ms: u64) -> bool {
+    /// The selection with, for every instant at which some chunk starts, only chunks starting
+    /// exactly there (a chunk that merely covers such an instant is another chunk's audio).
+    fn preferring_starts(self, starts: &HashSet<u64>) -> Selection {
         match self {
-            Selection::Instants(instants) => instants
-                .iter()
-                .any(|t| start_ms <= t.as_millis() && t.as_millis() < end_ms.max(start_ms + 1)),
+            Selection::Instants(instants) => Selection::Exact(
+                instants
+                    .into_iter()
+                    .map(|t| (t, starts.contains(&t.as_millis())))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    fn selects(&self, start_ms: u64, end_ms: u64) -> bool {
+        let covers =
+            |t: &Timestamp| start_ms <= t.as_millis() && t.as_millis() < end_ms.max(start_ms + 1);
+        match self {
+            Selection::Instants(instants) => instants.iter().any(covers),
+            Selection::Exact(instants) => instants.iter().any(|(t, exact)| {
+                if *exact {
+                    start_ms == t.as_millis()
+                } else {
+                    covers(t)
+                }
+            }),
             Selection::Range(from, to) => start_ms < to.as_millis() && end_ms > from.as_millis(),
         }
     }
@@ -215,7 +238,7 @@ impl ChunkService {
         };
         let listing = self.list(uid, conversation).await?;
         let planned = plan(&listing.chunks, request);
-        let mut jobs = self.expand(uid, planned).await?;
+        let mut jobs = self.expand(uid, &listing.chunks, planned).await?;
         if jobs.is_empty() {
             return Err(no_audio());
         }
@@ -306,39 +329,60 @@ impl ChunkService {
 
     /// Reads the index of every planned pack (bounded concurrency) and turns the plan into
     /// fetch jobs: Omi objects as they are, packs as runs of the selected chunks.
-    async fn expand(&self, uid: &UserId, planned: Vec<Planned>) -> Result<Vec<Job>, ServiceError> {
+    async fn expand(
+        &self,
+        uid: &UserId,
+        entries: &[ListEntry],
+        planned: Vec<Planned>,
+    ) -> Result<Vec<Job>, ServiceError> {
         let concurrency = self.inner.config.download_concurrency.get();
-        let expanded: Vec<Result<Vec<Job>, ServiceError>> = stream::iter(planned)
-            .map(|planned| async move {
-                match planned {
-                    Planned::Omi(candidates) => Ok(vec![Job::Omi { candidates }]),
-                    Planned::Pack(entry, selection) => {
-                        let pack = self
-                            .load_pack(uid, &entry.path, entry.size, &entry.name)
-                            .await?;
-                        let chunks: Vec<usize> = (0..pack.index.len())
-                            .filter(|&i| {
-                                pack.chunk_span(i)
-                                    .is_some_and(|(start, end)| selection.selects(start, end))
-                            })
-                            .collect();
-                        Ok(pack
-                            .read_runs(&chunks)
-                            .into_iter()
-                            .map(|run| Job::PackRun {
-                                pack: pack.clone(),
-                                run,
-                            })
-                            .collect())
+        // Read every planned pack's index first (bounded concurrency), keeping plan order.
+        let loaded: Vec<Result<(Planned, Option<LoadedPack>), ServiceError>> =
+            stream::iter(planned)
+                .map(|planned| async move {
+                    match &planned {
+                        Planned::Omi(_) => Ok((planned, None)),
+                        Planned::Pack(entry, _) => {
+                            let pack = self
+                                .load_pack(uid, &entry.path, entry.size, &entry.name)
+                                .await?;
+                            Ok((planned, Some(pack)))
+                        }
                     }
-                }
-            })
-            .buffered(concurrency)
-            .collect()
-            .await;
+                })
+                .buffered(concurrency)
+                .collect()
+                .await;
+        let loaded = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
+        // Instants at which some chunk or object *starts*: a request for such an instant means
+        // that chunk, not the end of an earlier chunk that happens to cover it.
+        let mut starts: HashSet<u64> = entries
+            .iter()
+            .filter(|e| e.kind != ObjectKind::Pack)
+            .map(|e| e.start.as_millis())
+            .collect();
+        for pack in loaded.iter().filter_map(|(_, pack)| pack.as_ref()) {
+            starts.extend(pack.index.entries().iter().map(|e| e.start.as_millis()));
+        }
         let mut jobs = Vec::new();
-        for item in expanded {
-            jobs.extend(item?);
+        for (planned, pack) in loaded {
+            match (planned, pack) {
+                (Planned::Pack(_, selection), Some(pack)) => {
+                    let selection = selection.preferring_starts(&starts);
+                    let chunks: Vec<usize> = (0..pack.index.len())
+                        .filter(|&i| {
+                            pack.chunk_span(i)
+                                .is_some_and(|(start, end)| selection.selects(start, end))
+                        })
+                        .collect();
+                    jobs.extend(pack.read_runs(&chunks).into_iter().map(|run| Job::PackRun {
+                        pack: pack.clone(),
+                        run,
+                    }));
+                }
+                (Planned::Omi(candidates), _) => jobs.push(Job::Omi { candidates }),
+                (Planned::Pack(..), None) => {}
+            }
         }
         Ok(jobs)
     }
