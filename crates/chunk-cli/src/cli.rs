@@ -49,9 +49,11 @@ pub(crate) struct GlobalArgs {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// The main job, end to end on the local store: synthesize speech-like audio for a few
-    /// users, record it in 5 s chunks through the recorder, list it, export one conversation to
-    /// WAV, verify every chunk round-trips byte-exact, and print a summary.
+    /// The main job, end to end: record synthesized speech, list, export, verify, summarize.
+    ///
+    /// Synthesizes speech-like audio for a few users, records it in 5 s chunks through the
+    /// recorder (packs, and one conversation in Omi's layout), lists it, exports one
+    /// conversation to WAV, verifies every chunk round-trips byte-exact, and prints a summary.
     Demo(DemoArgs),
     /// Store a PCM16 mono WAV (or raw .pcm with --sample-rate) as chunks of one conversation.
     Ingest(IngestArgs),
@@ -187,7 +189,8 @@ pub(crate) struct ExportArgs {
     #[arg(long, value_name = "HZ", default_value_t = 16_000,
           value_parser = clap::value_parser!(u32).range(1..=384_000))]
     pub(crate) sample_rate: u32,
-    /// Output file, or `-` for stdout.
+    /// Output file (written whole or not at all), or `-` for stdout (WAV to stdout is first
+    /// spooled through a temporary file, since its header needs the length).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: String,
 }
