@@ -10,7 +10,14 @@ use crate::timestamp::parse_timestamp;
 /// Store, list, export and check continuous recorded audio in object storage (Omi-compatible
 /// bucket layout and chunkvault packs).
 #[derive(Debug, Parser)]
-#[command(name = "chunkvault", version, propagate_version = true)]
+#[command(
+    name = "chunkvault",
+    version,
+    propagate_version = true,
+    after_help = "Timestamps (TS) are decimal epoch seconds as Omi writes them: 1786961845.727. \
+                  Text with more decimals is rounded to the millisecond as Omi does (parsed as \
+                  a float, then rounded like Python's '%.3f')."
+)]
 pub(crate) struct Cli {
     /// Options every subcommand takes (before or after the subcommand).
     #[command(flatten)]

@@ -34,14 +34,16 @@ pub(crate) fn gets(gets: u64) -> f64 {
     gets as f64 / 1000.0 * GET_USD_PER_1000
 }
 
-/// A dollar amount for people: four significant decimals for small sums.
+/// A dollar amount for people: cents above $1, four decimals below, six below $0.0001.
 pub(crate) fn usd(amount: f64) -> String {
     if amount >= 100.0 {
         format!("${amount:.0}")
     } else if amount >= 1.0 {
         format!("${amount:.2}")
-    } else {
+    } else if amount >= 0.0001 || amount == 0.0 {
         format!("${amount:.4}")
+    } else {
+        format!("${amount:.6}")
     }
 }
 
@@ -58,5 +60,7 @@ mod tests {
         assert_eq!(usd(0.0036), "$0.0036");
         assert_eq!(usd(12.345), "$12.35");
         assert_eq!(usd(1982.4), "$1982");
+        assert_eq!(usd(0.000036), "$0.000036");
+        assert_eq!(usd(0.0), "$0.0000");
     }
 }
