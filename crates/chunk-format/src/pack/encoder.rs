@@ -4,6 +4,7 @@ use crate::timestamp::Timestamp;
 
 use super::codec::Compressor;
 use super::error::{PackError, PackPart};
+use super::frame_codec::{CodecError, FrameCodec};
 use super::header::{Codec, PackHeader};
 use super::index::{IndexEntry, encode_index, encode_trailer, frame_aad, index_plain_len};
 use super::seal::SegmentSealer;
@@ -21,7 +22,7 @@ pub struct PackConfig {
     pub sample_rate: u32,
     /// Interleaved channels (at least 1).
     pub channels: u8,
-    /// zstd compression level (any level zstd accepts; ignored for [`Codec::Pcm16Le`]).
+    /// zstd compression level (any level zstd accepts; ignored by the other codecs).
     /// Not recorded in the pack: readers do not need it.
     pub zstd_level: i32,
 }
@@ -82,6 +83,7 @@ pub struct PackEncoder {
     header_bytes: [u8; HEADER_LEN],
     sealer: Option<Box<dyn SegmentSealer>>,
     compressor: Option<Compressor>,
+    frame_codec: Option<Box<dyn FrameCodec>>,
     entries: Vec<IndexEntry>,
     /// Offset of the next frame (also the number of bytes returned so far, once the header is
     /// out).
@@ -103,15 +105,50 @@ impl PackEncoder {
     /// [`super::SealInfo`].
     ///
     /// Fails with [`PackError::BadConfig`] for an invalid sample rate, zero channels or a zstd
-    /// level zstd does not accept.
+    /// level zstd does not accept, and with [`PackError::CodecRequired`] for [`Codec::Opus`]
+    /// (use [`PackEncoder::with_codec`]).
     pub fn new(
         config: PackConfig,
         sealer: Option<Box<dyn SegmentSealer>>,
     ) -> Result<PackEncoder, PackError> {
+        if config.codec.needs_frame_codec() {
+            return Err(PackError::CodecRequired {
+                codec: config.codec,
+            });
+        }
+        PackEncoder::build(config, sealer, None)
+    }
+
+    /// Starts a pack whose frames `frame_codec` encodes: the way to write [`Codec::Opus`] packs
+    /// (16 kHz mono only). In plaintext packs each entry's CRC-32C covers the stored frame.
+    ///
+    /// Fails with [`PackError::BadConfig`] when `config.codec` is not one that takes a frame
+    /// codec, or for a sample format the codec does not allow.
+    pub fn with_codec(
+        config: PackConfig,
+        sealer: Option<Box<dyn SegmentSealer>>,
+        frame_codec: Box<dyn FrameCodec>,
+    ) -> Result<PackEncoder, PackError> {
+        if !config.codec.needs_frame_codec() {
+            return Err(PackError::BadConfig {
+                reason: format!(
+                    "codec {} is built in; a frame codec is only used by Opus packs",
+                    config.codec
+                ),
+            });
+        }
+        PackEncoder::build(config, sealer, Some(frame_codec))
+    }
+
+    fn build(
+        config: PackConfig,
+        sealer: Option<Box<dyn SegmentSealer>>,
+        frame_codec: Option<Box<dyn FrameCodec>>,
+    ) -> Result<PackEncoder, PackError> {
         let seal = sealer.as_ref().map(|s| s.seal_info());
         let header = PackHeader::new(config.codec, config.sample_rate, config.channels, seal)?;
         let compressor = match config.codec {
-            Codec::Pcm16Le => None,
+            Codec::Pcm16Le | Codec::Opus => None,
             Codec::ZstdPcm16Le => {
                 let range = zstd::compression_level_range();
                 if !range.contains(&config.zstd_level) {
@@ -135,6 +172,7 @@ impl PackEncoder {
             header_bytes: header.to_bytes(),
             sealer,
             compressor,
+            frame_codec,
             entries: Vec::new(),
             next_offset: 0,
         })
@@ -174,8 +212,8 @@ impl PackEncoder {
     ///
     /// Fails, changing nothing, for an empty chunk, a length that is not a whole number of
     /// sample frames or above [`MAX_CHUNK_BYTES`], a start before the previous chunk's end, an
-    /// end past [`Timestamp::MAX`], more than [`MAX_CHUNKS`] chunks, or a compression or
-    /// sealing failure.
+    /// end past [`Timestamp::MAX`], more than [`MAX_CHUNKS`] chunks, or a compression,
+    /// frame-codec or sealing failure.
     pub fn push_chunk(&mut self, start: Timestamp, pcm: &[u8]) -> Result<Vec<u8>, PackError> {
         let chunk = self.chunk_count();
         if chunk >= MAX_CHUNKS {
@@ -219,15 +257,27 @@ impl PackEncoder {
             .and_then(Timestamp::from_millis)
             .ok_or(PackError::EndOutOfRange { chunk, start })?;
 
-        let compressed;
-        let payload: &[u8] = match &mut self.compressor {
-            None => pcm,
-            Some(c) => {
-                compressed = c
+        let encoded;
+        let payload: &[u8] = match (&mut self.compressor, &self.frame_codec) {
+            (Some(c), _) => {
+                encoded = c
                     .compress(pcm)
                     .map_err(|reason| PackError::Compress { chunk, reason })?;
-                &compressed
+                &encoded
             }
+            (None, Some(codec)) => {
+                encoded = codec
+                    .encode(pcm)
+                    .map_err(|source| PackError::FrameEncode { chunk, source })?;
+                if encoded.is_empty() {
+                    return Err(PackError::FrameEncode {
+                        chunk,
+                        source: CodecError::new("the frame codec returned an empty frame"),
+                    });
+                }
+                &encoded
+            }
+            (None, None) => pcm,
         };
         let overhead = self.sealer.as_ref().map_or(0, |s| s.overhead());
         let stored_len = payload
@@ -252,6 +302,10 @@ impl PackEncoder {
             plain_len,
             crc32c: if self.sealer.is_some() {
                 0
+            } else if self.frame_codec.is_some() {
+                // The encoder cannot know the decoded PCM of a lossy codec: the CRC covers the
+                // stored frame (docs/FORMAT.md, "Codec 2: Opus").
+                crc32c::crc32c(payload)
             } else {
                 crc32c::crc32c(pcm)
             },

@@ -2,6 +2,8 @@
 
 use crate::timestamp::Timestamp;
 
+use super::frame_codec::CodecError;
+use super::header::Codec;
 use super::seal::SealError;
 
 /// Which part of a pack a checksum or a sealed segment belongs to.
@@ -95,9 +97,9 @@ pub enum PackError {
         /// The version found.
         version: u8,
     },
-    /// The header's codec byte names no codec this reader knows (2 is reserved for Opus).
+    /// The header's codec byte names no codec this reader knows.
     #[error(
-        "{part} at offset {offset}: unknown codec {codec} (known: 0 = PCM16LE, 1 = zstd PCM16LE)"
+        "{part} at offset {offset}: unknown codec {codec} (known: 0 = PCM16LE, 1 = zstd PCM16LE, 2 = Opus)"
     )]
     UnknownCodec {
         /// Header or trailer copy.
@@ -309,5 +311,48 @@ pub enum PackError {
         chunk: u32,
         /// What zstd reported.
         reason: String,
+    },
+    /// The pack's codec is implemented outside the container (Opus) and no
+    /// [`super::FrameCodec`] was given to encode or decode its frames.
+    #[error(
+        "the pack's frames are {codec}; encoding or decoding them needs a frame codec (none was given)"
+    )]
+    CodecRequired {
+        /// The pack's codec.
+        codec: Codec,
+    },
+    /// The frame codec failed to encode a chunk (or returned an empty frame).
+    #[error("chunk {chunk}: frame encoding failed: {source}")]
+    FrameEncode {
+        /// The chunk (0-based).
+        chunk: u32,
+        /// What the codec reported.
+        #[source]
+        source: CodecError,
+    },
+    /// The frame codec failed to decode a frame.
+    #[error("frame of chunk {chunk} at offset {offset}: cannot decode: {source}")]
+    FrameDecode {
+        /// The chunk (0-based).
+        chunk: u32,
+        /// Offset of the frame.
+        offset: u64,
+        /// What the codec reported.
+        #[source]
+        source: CodecError,
+    },
+    /// The frame codec decoded a frame to another length than the index records.
+    #[error(
+        "frame of chunk {chunk} at offset {offset}: decodes to {got} bytes, the index records {expected}"
+    )]
+    DecodedLength {
+        /// The chunk (0-based).
+        chunk: u32,
+        /// Offset of the frame.
+        offset: u64,
+        /// The plain length in the index.
+        expected: u64,
+        /// The length decoded.
+        got: u64,
     },
 }

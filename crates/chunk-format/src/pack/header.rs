@@ -7,8 +7,8 @@ use super::{HEADER_LEN, MAGIC, MAX_SAMPLE_RATE, NONCE_PREFIX_LEN, SALT_LEN, VERS
 
 /// How a pack's frames encode their PCM (header byte 5).
 ///
-/// Ids are part of the format: 0 and 1 are defined by version 1, 2 is reserved for Opus, every
-/// other value is rejected with [`PackError::UnknownCodec`].
+/// Ids are part of the format: 0, 1 and 2 are defined by version 1, every other value is
+/// rejected with [`PackError::UnknownCodec`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Codec {
@@ -16,17 +16,25 @@ pub enum Codec {
     Pcm16Le,
     /// Id 1: each frame is one zstd frame (with its content size) of the chunk's PCM16LE bytes.
     ZstdPcm16Le,
+    /// Id 2: each frame is one chunk encoded by a [`super::FrameCodec`] (chunk-service: an Omi
+    /// Opus container, 16 kHz mono VOIP 20 ms packets). Lossy; the index keeps the exact sample
+    /// count, and a frame decodes to exactly `sample_count × 2` bytes. Only 16 kHz mono.
+    Opus,
 }
 
 impl Codec {
-    /// The id reserved for Opus frames (not readable by this version).
+    /// The id of [`Codec::Opus`] (named when the id was only reserved; kept for callers).
     pub const OPUS_RESERVED_ID: u8 = 2;
+
+    /// The only sample rate an Opus pack may have (Omi's).
+    pub const OPUS_SAMPLE_RATE: u32 = 16_000;
 
     /// The codec's id in the header.
     pub const fn id(self) -> u8 {
         match self {
             Codec::Pcm16Le => 0,
             Codec::ZstdPcm16Le => 1,
+            Codec::Opus => Codec::OPUS_RESERVED_ID,
         }
     }
 
@@ -35,16 +43,30 @@ impl Codec {
         match id {
             0 => Some(Codec::Pcm16Le),
             1 => Some(Codec::ZstdPcm16Le),
+            Codec::OPUS_RESERVED_ID => Some(Codec::Opus),
             _ => None,
         }
     }
 
-    /// A short lowercase name: `pcm16le` or `zstd-pcm16le`.
+    /// A short lowercase name: `pcm16le`, `zstd-pcm16le` or `opus`.
     pub const fn name(self) -> &'static str {
         match self {
             Codec::Pcm16Le => "pcm16le",
             Codec::ZstdPcm16Le => "zstd-pcm16le",
+            Codec::Opus => "opus",
         }
+    }
+
+    /// Tells whether decoding gives back other PCM than was encoded (Opus); the length and
+    /// timing are exact for every codec.
+    pub const fn is_lossy(self) -> bool {
+        matches!(self, Codec::Opus)
+    }
+
+    /// Tells whether the container needs a caller-supplied [`super::FrameCodec`] to encode and
+    /// decode this codec's frames (Opus).
+    pub const fn needs_frame_codec(self) -> bool {
+        matches!(self, Codec::Opus)
     }
 }
 
@@ -99,7 +121,7 @@ const FLAG_ENCRYPTED: u8 = 1;
 
 impl PackHeader {
     /// Makes a header; fails with [`PackError::BadConfig`] for a sample rate outside
-    /// `1..=`[`MAX_SAMPLE_RATE`] or zero channels.
+    /// `1..=`[`MAX_SAMPLE_RATE`], zero channels, or an Opus pack that is not 16 kHz mono.
     pub fn new(
         codec: Codec,
         sample_rate: u32,
@@ -114,6 +136,14 @@ impl PackHeader {
         if channels == 0 {
             return Err(PackError::BadConfig {
                 reason: "a pack needs at least one channel".to_owned(),
+            });
+        }
+        if codec == Codec::Opus && (sample_rate != Codec::OPUS_SAMPLE_RATE || channels != 1) {
+            return Err(PackError::BadConfig {
+                reason: format!(
+                    "an Opus pack must be 16000 Hz mono (Omi's format), not {sample_rate} Hz \
+                     with {channels} channels"
+                ),
             });
         }
         Ok(PackHeader {
@@ -193,8 +223,9 @@ impl PackHeader {
     /// Parses the 48 header bytes found at object offset `at` (`part` says whether they are
     /// the leading header or the trailer's copy, for errors).
     ///
-    /// Checks, in this order: magic, version, checksum, codec, flags, channels, sample rate,
-    /// header length, reserved bytes (zero), and that a plaintext header has no sealing fields.
+    /// Checks, in this order: magic, version, checksum, codec, flags, channels, sample rate
+    /// (an Opus pack: 16 kHz mono), header length, reserved bytes (zero), and that a plaintext
+    /// header has no sealing fields.
     pub fn parse(
         bytes: &[u8; HEADER_LEN],
         at: u64,
@@ -250,6 +281,14 @@ impl PackHeader {
         let sample_rate = le_u32(bytes, OFF_RATE);
         if sample_rate == 0 || sample_rate > MAX_SAMPLE_RATE {
             return Err(bad(OFF_RATE, "sample rate outside 1..=768000"));
+        }
+        if codec == Codec::Opus && (sample_rate != Codec::OPUS_SAMPLE_RATE || channels != 1) {
+            let off = if channels != 1 {
+                OFF_CHANNELS
+            } else {
+                OFF_RATE
+            };
+            return Err(bad(off, "an Opus pack must be 16000 Hz mono"));
         }
         if usize::from(le_u16(bytes, OFF_HEADER_LEN)) != HEADER_LEN {
             return Err(bad(OFF_HEADER_LEN, "header length is not 48"));

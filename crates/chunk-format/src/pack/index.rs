@@ -8,6 +8,7 @@ use crate::timestamp::Timestamp;
 
 use super::codec::decompress_exact;
 use super::error::{PackError, PackPart};
+use super::frame_codec::FrameCodec;
 use super::header::{Codec, PackHeader, le_u32, le_u64};
 use super::seal::SegmentOpener;
 use super::{
@@ -31,7 +32,8 @@ pub struct IndexEntry {
     pub stored_len: u32,
     /// Length of the decoded PCM: `sample_count × 2 × channels`.
     pub plain_len: u32,
-    /// CRC-32C (Castagnoli) of the decoded PCM; 0 in sealed packs, which the AEAD protects.
+    /// CRC-32C (Castagnoli) of the decoded PCM — for [`Codec::Opus`], of the stored frame —;
+    /// 0 in sealed packs, which the AEAD protects.
     pub crc32c: u32,
 }
 
@@ -351,7 +353,7 @@ impl<'a> PackTail<'a> {
                 Codec::Pcm16Le => {
                     u64::from(entry.stored_len) == u64::from(entry.plain_len) + overhead
                 }
-                Codec::ZstdPcm16Le => u64::from(entry.stored_len) > overhead,
+                Codec::ZstdPcm16Le | Codec::Opus => u64::from(entry.stored_len) > overhead,
             };
             if !stored_ok {
                 return Err(bad("stored length does not fit the codec and sealing"));
@@ -537,13 +539,40 @@ impl PackIndex {
     /// Sealed packs: the frame is opened as segment `chunk` with associated data header ||
     /// index entry, so a frame moved, taken from another pack or altered fails to open.
     /// Plaintext packs: the decoded PCM must match the entry's CRC-32C. zstd frames are decoded
-    /// with memory bounded by the entry's plain length.
+    /// with memory bounded by the entry's plain length. An Opus pack fails with
+    /// [`PackError::CodecRequired`]: use [`PackIndex::decode_frame_with`].
     pub fn decode_frame(
         &self,
         chunk: usize,
         frame: &[u8],
         opener: Option<&dyn SegmentOpener>,
     ) -> Result<Vec<u8>, PackError> {
+        self.decode_frame_with(chunk, frame, opener, None)
+    }
+
+    /// Decodes chunk `chunk` like [`PackIndex::decode_frame`], decoding an Opus frame with
+    /// `codec` (ignored by the built-in codecs; required for Opus, else
+    /// [`PackError::CodecRequired`]).
+    ///
+    /// For Opus the entry's CRC-32C (plaintext packs) is checked over the stored frame before
+    /// the codec sees it, and the decoded PCM must be exactly the entry's plain length
+    /// ([`PackError::DecodedLength`]).
+    pub fn decode_frame_with(
+        &self,
+        chunk: usize,
+        frame: &[u8],
+        opener: Option<&dyn SegmentOpener>,
+        codec: Option<&dyn FrameCodec>,
+    ) -> Result<Vec<u8>, PackError> {
+        let codec = match (self.header.codec().needs_frame_codec(), codec) {
+            (true, None) => {
+                return Err(PackError::CodecRequired {
+                    codec: self.header.codec(),
+                });
+            }
+            (true, codec) => codec,
+            (false, _) => None,
+        };
         let entry = self.entries.get(chunk).ok_or(PackError::NoSuchChunk {
             chunk,
             count: self.entries.len(),
@@ -598,6 +627,39 @@ impl PackIndex {
                     offset: entry.offset,
                     reason,
                 })?
+            }
+            Codec::Opus => {
+                if !self.header.is_encrypted() {
+                    let computed = crc32c::crc32c(payload);
+                    if computed != entry.crc32c {
+                        return Err(PackError::Checksum {
+                            part: PackPart::Frame { chunk: counter },
+                            offset: entry.offset,
+                            stored: entry.crc32c,
+                            computed,
+                        });
+                    }
+                }
+                let Some(codec) = codec else {
+                    return Err(PackError::CodecRequired { codec: Codec::Opus });
+                };
+                let pcm = codec.decode(payload, entry.plain_len).map_err(|source| {
+                    PackError::FrameDecode {
+                        chunk: counter,
+                        offset: entry.offset,
+                        source,
+                    }
+                })?;
+                if pcm.len() as u64 != u64::from(entry.plain_len) {
+                    return Err(PackError::DecodedLength {
+                        chunk: counter,
+                        offset: entry.offset,
+                        expected: u64::from(entry.plain_len),
+                        got: pcm.len() as u64,
+                    });
+                }
+                // The stored frame's CRC was checked above.
+                return Ok(pcm);
             }
         };
         if !self.header.is_encrypted() {

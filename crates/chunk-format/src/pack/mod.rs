@@ -10,11 +10,12 @@
 //!
 //! - the **header** records magic `CVPK`, version 1, [`Codec`], sample rate, channels and, for a
 //!   sealed pack, the [`SealInfo`] (key id, salt, nonce prefix);
-//! - one **frame** per chunk, independently decodable: the PCM as it is, or one zstd frame;
-//!   sealed packs seal each frame as its own STREAM segment;
+//! - one **frame** per chunk, independently decodable: the PCM as it is, one zstd frame, or
+//!   (codec Opus) the bytes of a caller-supplied [`FrameCodec`]; sealed packs seal each frame as
+//!   its own STREAM segment;
 //! - the **index** holds one 32-byte [`IndexEntry`] per chunk (start, sample count, offset,
-//!   stored length, plain length, CRC-32C of the PCM in plaintext packs); sealed packs seal it as
-//!   the last segment;
+//!   stored length, plain length, CRC-32C of the PCM — of the stored frame for Opus — in
+//!   plaintext packs); sealed packs seal it as the last segment;
 //! - the fixed **trailer** repeats the header and locates the index, so a reader needs only the
 //!   object's last bytes ([`TAIL_READ_LEN`]) and then one ranged read per chunk.
 //!
@@ -56,6 +57,7 @@
 mod codec;
 mod encoder;
 mod error;
+mod frame_codec;
 mod header;
 mod index;
 mod seal;
@@ -65,6 +67,7 @@ mod tests;
 
 pub use encoder::{PackConfig, PackEncoder, pack_name_end};
 pub use error::{PackError, PackPart};
+pub use frame_codec::{CodecError, FrameCodec};
 pub use header::{Codec, PackHeader, SealInfo};
 pub use index::{IndexEntry, PackIndex, PackTail};
 pub use seal::{SealError, SegmentOpener, SegmentSealer};

@@ -253,12 +253,17 @@ fn header_round_trip_and_field_errors() {
         })
     ));
     assert!(matches!(
-        edit(5, Codec::OPUS_RESERVED_ID),
+        edit(5, 3),
         Err(PackError::UnknownCodec {
-            codec: 2,
+            codec: 3,
             offset: 105,
             ..
         })
+    ));
+    // Opus is known, but only as 16 kHz mono: this header is 48 kHz stereo.
+    assert!(matches!(
+        edit(5, Codec::OPUS_RESERVED_ID),
+        Err(PackError::BadHeader { offset: 107, .. })
     ));
     assert!(matches!(
         edit(6, 3),
@@ -659,4 +664,172 @@ fn encoder_and_index_can_cross_threads() {
     sync::<PackIndex>();
     send::<PackError>();
     sync::<PackError>();
+}
+
+/// A toy frame codec: the frame is the PCM reversed, followed by a marker byte.
+struct Reverse;
+
+impl FrameCodec for Reverse {
+    fn encode(&self, pcm: &[u8]) -> Result<Vec<u8>, CodecError> {
+        if pcm.first() == Some(&0xee) {
+            return Err(CodecError::new("refuses chunks starting with 0xee"));
+        }
+        let mut frame: Vec<u8> = pcm.iter().rev().copied().collect();
+        frame.push(0xa5);
+        Ok(frame)
+    }
+    fn decode(&self, frame: &[u8], _plain_len: u32) -> Result<Vec<u8>, CodecError> {
+        match frame.split_last() {
+            Some((0xa5, body)) => Ok(body.iter().rev().copied().collect()),
+            _ => Err(CodecError::new("no marker byte")),
+        }
+    }
+}
+
+/// A codec that drops the last sample when decoding.
+struct Short;
+
+impl FrameCodec for Short {
+    fn encode(&self, pcm: &[u8]) -> Result<Vec<u8>, CodecError> {
+        Ok(pcm.to_vec())
+    }
+    fn decode(&self, frame: &[u8], _plain_len: u32) -> Result<Vec<u8>, CodecError> {
+        Ok(frame[..frame.len().saturating_sub(2)].to_vec())
+    }
+}
+
+const OPUS: PackConfig = PackConfig::new(Codec::Opus, 16_000, 1);
+
+fn encode_with(
+    codec: Box<dyn FrameCodec>,
+    sealer: Option<Fake>,
+    chunks: &[(u64, Vec<u8>)],
+) -> Result<Vec<u8>, PackError> {
+    let sealer = sealer.map(|s| Box::new(s) as Box<dyn SegmentSealer>);
+    let mut enc = PackEncoder::with_codec(OPUS, sealer, codec)?;
+    let mut object = Vec::new();
+    for (start, pcm) in chunks {
+        object.extend(enc.push_chunk(ts(*start), pcm)?);
+    }
+    object.extend(enc.finish()?);
+    Ok(object)
+}
+
+#[test]
+fn frame_codec_packs_round_trip_with_exact_timing() {
+    let chunks = vec![
+        (1_000, speechy(3_200, 1)),
+        (5_000, speechy(1_602, 2)),
+        (9_999, speechy(2, 3)),
+    ];
+    for sealed in [false, true] {
+        let fake = Fake::new(3);
+        let object = encode_with(Box::new(Reverse), sealed.then(|| fake.clone()), &chunks).unwrap();
+        let opener = sealed.then_some(&fake as &dyn SegmentOpener);
+        let index = PackIndex::from_object(&object, opener).unwrap();
+        assert_eq!(index.header().codec(), Codec::Opus);
+        assert_eq!(
+            index.object_name().unwrap().to_string(),
+            "1.000-10.000.pack"
+        );
+        for (i, (start, pcm)) in chunks.iter().enumerate() {
+            let entry = index.entries()[i];
+            assert_eq!(entry.start.as_millis(), *start);
+            assert_eq!(entry.sample_count as usize, pcm.len() / 2);
+            assert_eq!(entry.plain_len as usize, pcm.len());
+            let frame = index.frame_bytes(i, &object).unwrap();
+            if sealed {
+                assert_eq!(entry.crc32c, 0);
+            } else {
+                // Plaintext: the CRC covers the stored (encoded) frame.
+                assert_eq!(entry.crc32c, crc32c::crc32c(frame));
+                assert_eq!(frame, &Reverse.encode(pcm).unwrap()[..]);
+            }
+            assert_eq!(
+                &index
+                    .decode_frame_with(i, frame, opener, Some(&Reverse))
+                    .unwrap(),
+                pcm
+            );
+            // Without a codec: a typed error, not garbage.
+            assert!(matches!(
+                index.decode_frame(i, frame, opener),
+                Err(PackError::CodecRequired { codec: Codec::Opus })
+            ));
+        }
+    }
+}
+
+#[test]
+fn frame_codec_crc_is_checked_before_decoding() {
+    let chunks = vec![(0, speechy(640, 4))];
+    let object = encode_with(Box::new(Reverse), None, &chunks).unwrap();
+    let index = PackIndex::from_object(&object, None).unwrap();
+    let range = index.frame_range(0).unwrap();
+    // Flip a byte the toy codec would happily decode: only the CRC can catch it.
+    let mut bad = object.clone();
+    bad[range.start as usize + 10] ^= 0x40;
+    let frame = index.frame_bytes(0, &bad).unwrap();
+    assert!(matches!(
+        index.decode_frame_with(0, frame, None, Some(&Reverse)),
+        Err(PackError::Checksum {
+            part: PackPart::Frame { chunk: 0 },
+            ..
+        })
+    ));
+    // A codec whose output is not exactly plain_len bytes is refused.
+    let object = encode_with(Box::new(Short), None, &chunks).unwrap();
+    let index = PackIndex::from_object(&object, None).unwrap();
+    let frame = index.frame_bytes(0, &object).unwrap();
+    assert!(matches!(
+        index.decode_frame_with(0, frame, None, Some(&Short)),
+        Err(PackError::DecodedLength {
+            expected: 640,
+            got: 638,
+            ..
+        })
+    ));
+    // A codec error names the chunk and keeps the codec's message.
+    let err = index
+        .decode_frame_with(0, frame, None, Some(&Reverse))
+        .unwrap_err();
+    assert!(matches!(err, PackError::FrameDecode { chunk: 0, .. }));
+    assert!(err.to_string().contains("no marker byte"), "{err}");
+}
+
+#[test]
+fn frame_codec_configuration_is_checked() {
+    assert!(matches!(
+        PackEncoder::new(OPUS, None),
+        Err(PackError::CodecRequired { codec: Codec::Opus })
+    ));
+    assert!(matches!(
+        PackEncoder::with_codec(ZSTD, None, Box::new(Reverse)),
+        Err(PackError::BadConfig { .. })
+    ));
+    for (rate, channels) in [(48_000, 1), (16_000, 2)] {
+        assert!(matches!(
+            PackEncoder::with_codec(
+                PackConfig::new(Codec::Opus, rate, channels),
+                None,
+                Box::new(Reverse)
+            ),
+            Err(PackError::BadConfig { .. })
+        ));
+    }
+    // An encode failure changes nothing: the next chunk still goes in as chunk 0.
+    let mut enc = PackEncoder::with_codec(OPUS, None, Box::new(Reverse)).unwrap();
+    let err = enc.push_chunk(ts(0), &[0xee, 0]).unwrap_err();
+    assert!(matches!(err, PackError::FrameEncode { chunk: 0, .. }));
+    assert_eq!((enc.chunk_count(), enc.bytes_written()), (0, 0));
+    let mut object = enc.push_chunk(ts(0), &[1, 2]).unwrap();
+    object.extend(enc.finish().unwrap());
+    let index = PackIndex::from_object(&object, None).unwrap();
+    let frame = index.frame_bytes(0, &object).unwrap();
+    assert_eq!(
+        index
+            .decode_frame_with(0, frame, None, Some(&Reverse))
+            .unwrap(),
+        vec![1, 2]
+    );
 }
