@@ -55,8 +55,9 @@ pub struct ServiceConfig {
     pub encryption: EncryptionPolicy,
     /// Objects fetched concurrently by a download (Omi: 8 per call).
     pub download_concurrency: NonZeroUsize,
-    /// Upper bound on the bytes of objects a download holds in flight; the concurrency is
-    /// lowered so that `concurrency × largest object` stays under it (at least one object).
+    /// Upper bound on the bytes a download holds in flight (objects as read plus what they
+    /// decode to); the concurrency is lowered so that `(concurrency + 1) × largest job` stays
+    /// under it (at least one job in flight).
     pub download_memory_budget: usize,
 }
 
@@ -68,7 +69,7 @@ impl Default for ServiceConfig {
             pack: PackConfig::default(),
             encryption: EncryptionPolicy::Required,
             download_concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
-            download_memory_budget: 16 * 1024 * 1024,
+            download_memory_budget: 8 * 1024 * 1024,
         }
     }
 }

@@ -126,10 +126,26 @@ impl Job {
                 .map_or(Timestamp::ZERO, |e| e.start),
         }
     }
-    fn largest(&self) -> u64 {
+    /// Bytes the job holds at its peak: what is read plus what it decodes to (ciphertext and
+    /// plaintext live together while a frame is opened; Opus decodes to ~15x its size).
+    fn peak_bytes(&self) -> u64 {
         match self {
-            Job::Omi { candidates } => candidates.iter().map(|c| c.size).max().unwrap_or(0),
-            Job::PackRun { pack, run } => pack.stored_bytes(run),
+            Job::Omi { candidates } => candidates
+                .iter()
+                .map(|c| match c.kind {
+                    ObjectKind::Bin | ObjectKind::BatchBin => c.size,
+                    ObjectKind::Opus | ObjectKind::OpusEnc => c.size * 17,
+                    _ => c.size * 2,
+                })
+                .max()
+                .unwrap_or(0),
+            Job::PackRun { pack, run } => {
+                let plain: u64 = pack.index.entries()[run.clone()]
+                    .iter()
+                    .map(|e| u64::from(e.plain_len))
+                    .sum();
+                pack.stored_bytes(run) + plain
+            }
         }
     }
 }
@@ -274,10 +290,14 @@ impl ChunkService {
         };
         let _ = &mut timeline;
         let key = self.omi_key(uid)?;
-        let largest = jobs.iter().map(Job::largest).max().unwrap_or(1).max(1);
-        let budget_slots =
-            usize::try_from((self.inner.config.download_memory_budget as u64 / largest).max(1))
-                .unwrap_or(usize::MAX);
+        // Jobs in flight, plus the one being emitted, must fit the memory budget.
+        let largest = jobs.iter().map(Job::peak_bytes).max().unwrap_or(1).max(1);
+        let budget_slots = usize::try_from(
+            (self.inner.config.download_memory_budget as u64 / largest)
+                .saturating_sub(1)
+                .max(1),
+        )
+        .unwrap_or(usize::MAX);
         let concurrency = self
             .inner
             .config
