@@ -7,12 +7,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chunk_crypto::pack::{PackOpener, SealParams};
 use chunk_format::pack::{
-    ENTRY_LEN, INDEX_FIXED_LEN, PackEncoder, PackError, PackIndex, PackTail, TRAILER_LEN,
-    pack_name_end,
+    Codec, ENTRY_LEN, FrameCodec, INDEX_FIXED_LEN, PackEncoder, PackError, PackIndex, PackTail,
+    TRAILER_LEN, pack_name_end,
 };
 use chunk_format::{ObjectKind, ObjectName, Timestamp};
 use chunk_store::{ConversationId, PutMode, StoreError, UserId, layout};
 
+use crate::codec::opus::{
+    OmiOpusCodec, OpusBackend, OpusError, OpusOperation, decode_omi_opus, encode_omi_opus,
+};
 use crate::decode::trim_to_samples;
 use crate::level::ProtectionLevel;
 use crate::upload::Chunk;
@@ -79,6 +82,42 @@ impl LoadedPack {
         }
         runs
     }
+}
+
+/// The frame codec a pack with codec `codec` is decoded with: Omi's Opus for
+/// [`Codec::Opus`], none for the codecs the container implements itself.
+fn frame_codec(codec: Codec) -> Option<&'static dyn FrameCodec> {
+    match codec {
+        Codec::Opus => Some(&OmiOpusCodec),
+        _ => None,
+    }
+}
+
+/// Whether `stored` (decoded from a pack of codec `codec`) holds exactly `chunks`: same starts,
+/// same PCM — for a lossy codec, the PCM the codec makes of the chunk (`decode(encode(pcm))`,
+/// deterministic for Omi's Opus with libopus), so a different batch is still told apart.
+fn holds_chunks(
+    codec: Codec,
+    stored: &[(Timestamp, Bytes)],
+    chunks: &[Chunk],
+) -> Result<bool, OpusError> {
+    if stored.len() != chunks.len() {
+        return Ok(false);
+    }
+    for ((start, pcm), chunk) in stored.iter().zip(chunks) {
+        if *start != chunk.timestamp || pcm.len() != chunk.pcm.len() {
+            return Ok(false);
+        }
+        let same = if codec.is_lossy() {
+            pcm[..] == decode_omi_opus(&encode_omi_opus(&chunk.pcm)?)?[..]
+        } else {
+            pcm[..] == chunk.pcm[..]
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn pack_error(path: &str, error: PackError) -> ServiceError {
@@ -170,8 +209,23 @@ impl ChunkService {
         } else {
             None
         };
-        let mut encoder =
-            PackEncoder::new(self.inner.config.pack, sealer).map_err(|e| pack_error(path, e))?;
+        let config = self.inner.config.pack;
+        let mut encoder = match config.codec {
+            Codec::Opus => {
+                if !OpusBackend::Libopus.can_encode() {
+                    let error = OpusError::OpusUnavailable {
+                        operation: OpusOperation::Encode,
+                        backend: OpusBackend::Libopus,
+                    };
+                    return Err(ServiceError::InvalidInput(format!(
+                        "{path}: the configuration asks for Opus packs: {error}"
+                    )));
+                }
+                PackEncoder::with_codec(config, sealer, Box::new(OmiOpusCodec))
+            }
+            _ => PackEncoder::new(config, sealer),
+        }
+        .map_err(|e| pack_error(path, e))?;
         let input: usize = chunks.iter().map(|c| c.pcm.len()).sum();
         if input <= SINGLE_PUT_MAX {
             // The batch is in memory already: encode it whole and store it with one PUT, so a
@@ -210,19 +264,20 @@ impl ChunkService {
         Ok(())
     }
 
-    /// Succeeds if the pack at `path` holds exactly `chunks` (same starts, same audio).
+    /// Succeeds if the pack at `path` holds exactly `chunks` (same starts, same audio; for an
+    /// Opus pack, the audio Opus makes of them).
     async fn verify_pack(
         &self,
         uid: &UserId,
         path: &str,
         chunks: &[Chunk],
     ) -> Result<(), ServiceError> {
-        let stored = self.read_whole_pack(uid, path).await?;
-        let identical = stored.len() == chunks.len()
-            && stored
-                .iter()
-                .zip(chunks)
-                .all(|((start, pcm), chunk)| *start == chunk.timestamp && pcm[..] == chunk.pcm[..]);
+        let (codec, stored) = self.read_pack_chunks(uid, path).await?;
+        let identical =
+            holds_chunks(codec, &stored, chunks).map_err(|error| ServiceError::Decode {
+                path: path.to_owned(),
+                reason: format!("cannot compare with the stored Opus pack: {error}"),
+            })?;
         if identical {
             Ok(())
         } else {
@@ -238,22 +293,38 @@ impl ChunkService {
         uid: &UserId,
         path: &str,
     ) -> Result<Vec<(Timestamp, Bytes)>, ServiceError> {
+        Ok(self.read_pack_chunks(uid, path).await?.1)
+    }
+
+    /// Reads a whole pack and decodes every chunk; also returns the pack's codec.
+    async fn read_pack_chunks(
+        &self,
+        uid: &UserId,
+        path: &str,
+    ) -> Result<(Codec, Vec<(Timestamp, Bytes)>), ServiceError> {
         let object = self.inner.store.read(path).await?;
         let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
         let opener = self.pack_opener(uid, path, tail.header())?;
         let index = PackIndex::from_object(&object, opener.as_deref().map(as_opener))
             .map_err(|e| pack_error(path, e))?;
-        (0..index.len())
+        let codec = index.header().codec();
+        let chunks = (0..index.len())
             .map(|i| {
                 let frame = index
                     .frame_bytes(i, &object)
                     .map_err(|e| pack_error(path, e))?;
                 let pcm = index
-                    .decode_frame(i, frame, opener.as_deref().map(as_opener))
+                    .decode_frame_with(
+                        i,
+                        frame,
+                        opener.as_deref().map(as_opener),
+                        frame_codec(codec),
+                    )
                     .map_err(|e| pack_error(path, e))?;
                 Ok((index.entries()[i].start, Bytes::from(pcm)))
             })
-            .collect()
+            .collect::<Result<_, ServiceError>>()?;
+        Ok((codec, chunks))
     }
 
     fn pack_opener(
@@ -353,7 +424,12 @@ impl ChunkService {
                 })?;
             let pcm = pack
                 .index
-                .decode_frame(i, frame, pack.opener.as_deref().map(as_opener))
+                .decode_frame_with(
+                    i,
+                    frame,
+                    pack.opener.as_deref().map(as_opener),
+                    frame_codec(pack.index.header().codec()),
+                )
                 .map_err(|e| pack_error(path, e))?;
             Ok((entry.start.as_millis(), Bytes::from(pcm)))
         })
@@ -386,7 +462,12 @@ impl ChunkService {
                 .frame_bytes(i, &object)
                 .map_err(|e| pack_error(path, e))?;
             let pcm = index
-                .decode_frame(i, frame, opener.as_deref().map(as_opener))
+                .decode_frame_with(
+                    i,
+                    frame,
+                    opener.as_deref().map(as_opener),
+                    frame_codec(index.header().codec()),
+                )
                 .map_err(|e| pack_error(path, e))?;
             kept.push(Chunk::new(entry.start, pcm));
         }
@@ -410,7 +491,8 @@ impl ChunkService {
 
     /// Writes `chunks` as a new pack under a name no object has yet (bumping the end by a
     /// millisecond while the natural name is taken — END stays an upper bound of the audio),
-    /// then reads it back and checks it before returning its path.
+    /// then reads it back and checks it before returning its path (for a lossy codec: same
+    /// starts and lengths, every frame decoding and matching its checksum).
     pub(crate) async fn write_fresh_pack(
         &self,
         uid: &UserId,
@@ -431,12 +513,13 @@ impl ChunkService {
         };
         self.stream_pack(uid, &path, chunks, level, PutMode::CreateOnly)
             .await?;
-        let back = self.read_whole_pack(uid, &path).await?;
+        let (codec, back) = self.read_pack_chunks(uid, &path).await?;
         let same = back.len() == chunks.len()
-            && back
-                .iter()
-                .zip(chunks)
-                .all(|((start, pcm), c)| *start == c.timestamp && pcm[..] == c.pcm[..]);
+            && back.iter().zip(chunks).all(|((start, pcm), c)| {
+                *start == c.timestamp
+                    && pcm.len() == c.pcm.len()
+                    && (codec.is_lossy() || pcm[..] == c.pcm[..])
+            });
         if !same {
             return Err(ServiceError::Decode {
                 path,

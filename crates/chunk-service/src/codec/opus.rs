@@ -300,6 +300,56 @@ pub fn encode_omi_opus(pcm: &[u8]) -> Result<Vec<u8>, OpusError> {
     Ok(out)
 }
 
+/// The pack container's hook for [`chunk_format::pack::Codec::Opus`] frames: each frame is one
+/// Omi Opus container of one chunk (16 kHz mono, VOIP, 20 ms packets).
+///
+/// Encoding is [`encode_omi_opus`] (needs the `libopus` feature, else the error says so);
+/// decoding is [`decode_omi_opus`] (always available) and must give exactly the chunk's
+/// `plain_len` bytes: the container's `original_pcm_len` must equal it and its packet count
+/// must be `ceil(plain_len / 640)`, checked before decoding, so a frame never decodes to more
+/// than its index entry allows; a decoded length other than `plain_len` is an error, never
+/// trimmed or padded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OmiOpusCodec;
+
+impl chunk_format::pack::FrameCodec for OmiOpusCodec {
+    fn encode(&self, pcm: &[u8]) -> Result<Vec<u8>, chunk_format::pack::CodecError> {
+        encode_omi_opus(pcm).map_err(chunk_format::pack::CodecError::new)
+    }
+
+    fn decode(
+        &self,
+        frame: &[u8],
+        plain_len: u32,
+    ) -> Result<Vec<u8>, chunk_format::pack::CodecError> {
+        use chunk_format::pack::CodecError;
+        let parsed =
+            OpusContainer::parse(frame).map_err(|e| CodecError::new(OpusError::Container(e)))?;
+        if parsed.original_pcm_len() != plain_len {
+            return Err(CodecError::new(format!(
+                "the Opus container records {} PCM bytes, the index {plain_len}",
+                parsed.original_pcm_len()
+            )));
+        }
+        let expected_packets = u64::from(plain_len).div_ceil(OMI_OPUS_FRAME_BYTES as u64);
+        if u64::from(parsed.packet_count()) != expected_packets {
+            return Err(CodecError::new(format!(
+                "the Opus container holds {} packets, {expected_packets} expected for {plain_len} \
+                 PCM bytes",
+                parsed.packet_count()
+            )));
+        }
+        let pcm = decode_omi_opus(frame).map_err(CodecError::new)?;
+        if pcm.len() != plain_len as usize {
+            return Err(CodecError::new(format!(
+                "the Opus container decodes to {} PCM bytes, the index records {plain_len}",
+                pcm.len()
+            )));
+        }
+        Ok(pcm)
+    }
+}
+
 /// Checks a packet's framing as libopus 1.3.1's `opus_decode` does before decoding, for a
 /// 320-sample output buffer at 16 kHz. An empty packet is fine (it means "lost").
 ///
