@@ -215,6 +215,9 @@ pub enum FlushError {
     /// The batch could not be read back from the spool.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The upload task panicked; the batch is held (and, with a spool, still on disk).
+    #[error("the upload task panicked: {0}")]
+    Panicked(String),
 }
 
 impl FlushError {
@@ -222,7 +225,7 @@ impl FlushError {
     pub fn is_temporary(&self) -> bool {
         match self {
             FlushError::Upload(error) => error.is_temporary(),
-            FlushError::Spool(_) => false,
+            FlushError::Spool(_) | FlushError::Panicked(_) => false,
         }
     }
 }
@@ -380,7 +383,7 @@ pub struct RecoveryReport {
 
 type Key = (UserId, ConversationId);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Batch {
     key: Key,
     level: Option<ProtectionLevel>,
@@ -1067,7 +1070,23 @@ impl Inner {
     /// Uploads one batch (counted in flight by `start_upload`) with retries. On success removes
     /// it from the spool; on failure holds it. Either way it is no longer in flight afterwards.
     async fn upload(&self, mut batch: Batch, reason: FlushReason) -> Result<(), Arc<FlushError>> {
-        let outcome = self.try_upload(&mut batch, reason).await;
+        // A panic in the upload (a dependency's bug) must neither drop the batch nor leave it
+        // counted in flight forever (close would wait for it): it is held like a failure.
+        // Cloning is cheap: in-memory chunks are `Bytes`, spooled ones are on disk.
+        let keep = batch.clone();
+        let attempt = std::panic::AssertUnwindSafe(self.try_upload(&mut batch, reason));
+        let outcome = match futures::FutureExt::catch_unwind(attempt).await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                batch = keep;
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                Err(FlushError::Panicked(message))
+            }
+        };
         if outcome.is_ok() {
             self.remove_segment(&batch).await;
         }
