@@ -26,6 +26,7 @@ use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, UserId};
 
 use crate::decode::{decode_omi_object, trim_to_samples};
+use crate::download::preference;
 use crate::level::ProtectionLevel;
 use crate::list::ListEntry;
 use crate::upload::Chunk;
@@ -132,16 +133,6 @@ fn end_bound_ms(entry: &ListEntry) -> u64 {
         ObjectKind::Opus | ObjectKind::OpusEnc => start + entry.size.div_ceil(3) * 20,
         // 16 kHz mono PCM16 (sealed objects are slightly larger than their audio).
         _ => entry.end.as_millis().max(start) + entry.size.div_ceil(32),
-    }
-}
-
-fn preference(kind: ObjectKind) -> u8 {
-    match kind {
-        ObjectKind::OpusEnc => 0,
-        ObjectKind::Enc => 1,
-        ObjectKind::Opus => 2,
-        ObjectKind::Bin => 3,
-        _ => 4,
     }
 }
 
@@ -342,19 +333,13 @@ impl ChunkService {
         key: Option<&chunk_crypto::UserKey>,
     ) -> Result<(Vec<(u64, Bytes)>, bool), ServiceError> {
         if source.kind == ObjectKind::Pack {
-            let object = self.inner.store.read(&source.path).await?;
-            let sealed = PackTail::new(&object, object.len() as u64)
-                .map(|t| t.header().is_encrypted())
-                .unwrap_or(false);
-            drop(object);
-            let chunks = self.read_whole_pack(uid, &source.path).await?;
-            return Ok((
-                chunks
-                    .into_iter()
-                    .map(|(t, pcm)| (t.as_millis(), pcm))
-                    .collect(),
-                sealed,
-            ));
+            let pack = self.read_pack_chunks(uid, &source.path).await?;
+            let chunks = pack
+                .chunks
+                .into_iter()
+                .map(|c| (c.start.as_millis(), c.pcm))
+                .collect();
+            return Ok((chunks, pack.sealed));
         }
         let bytes = self.inner.store.read(&source.path).await?;
         let pieces = decode_omi_object(&source.path, source.kind, bytes, key)?;

@@ -205,7 +205,7 @@ impl Selection {
 type Decoded = Vec<(u64, Vec<Bytes>)>;
 
 /// Omi's lookup order for single-chunk objects sharing one timestamp.
-fn preference(kind: ObjectKind) -> u8 {
+pub(crate) fn preference(kind: ObjectKind) -> u8 {
     match kind {
         ObjectKind::OpusEnc => 0,
         ObjectKind::Enc => 1,

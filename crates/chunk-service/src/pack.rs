@@ -28,6 +28,22 @@ const SINGLE_PUT_MAX: usize = 64 * 1024 * 1024;
 /// Largest span of adjacent frames fetched with one ranged read.
 const MAX_COALESCED_READ: u64 = 4 * 1024 * 1024;
 
+/// A pack read whole and decoded.
+#[derive(Debug)]
+pub(crate) struct WholePack {
+    pub(crate) codec: Codec,
+    pub(crate) sealed: bool,
+    pub(crate) chunks: Vec<PackChunk>,
+}
+
+/// One decoded chunk of a pack.
+#[derive(Debug)]
+pub(crate) struct PackChunk {
+    pub(crate) start: Timestamp,
+    pub(crate) end: Timestamp,
+    pub(crate) pcm: Bytes,
+}
+
 /// What [`ChunkService::rewrite_pack_without`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Rewrite {
@@ -96,15 +112,11 @@ fn frame_codec(codec: Codec) -> Option<&'static dyn FrameCodec> {
 /// Whether `stored` (decoded from a pack of codec `codec`) holds exactly `chunks`: same starts,
 /// same PCM — for a lossy codec, the PCM the codec makes of the chunk (`decode(encode(pcm))`,
 /// deterministic for Omi's Opus with libopus), so a different batch is still told apart.
-fn holds_chunks(
-    codec: Codec,
-    stored: &[(Timestamp, Bytes)],
-    chunks: &[Chunk],
-) -> Result<bool, OpusError> {
+fn holds_chunks(codec: Codec, stored: &[PackChunk], chunks: &[Chunk]) -> Result<bool, OpusError> {
     if stored.len() != chunks.len() {
         return Ok(false);
     }
-    for ((start, pcm), chunk) in stored.iter().zip(chunks) {
+    for (PackChunk { start, pcm, .. }, chunk) in stored.iter().zip(chunks) {
         if *start != chunk.timestamp || pcm.len() != chunk.pcm.len() {
             return Ok(false);
         }
@@ -272,12 +284,13 @@ impl ChunkService {
         path: &str,
         chunks: &[Chunk],
     ) -> Result<(), ServiceError> {
-        let (codec, stored) = self.read_pack_chunks(uid, path).await?;
-        let identical =
-            holds_chunks(codec, &stored, chunks).map_err(|error| ServiceError::Decode {
+        let stored = self.read_pack_chunks(uid, path).await?;
+        let identical = holds_chunks(stored.codec, &stored.chunks, chunks).map_err(|error| {
+            ServiceError::Decode {
                 path: path.to_owned(),
                 reason: format!("cannot compare with the stored Opus pack: {error}"),
-            })?;
+            }
+        })?;
         if identical {
             Ok(())
         } else {
@@ -287,21 +300,12 @@ impl ChunkService {
         }
     }
 
-    /// Reads a whole pack and decodes every chunk (for verification and rewrites).
-    pub(crate) async fn read_whole_pack(
+    /// Reads a whole pack and decodes every chunk.
+    pub(crate) async fn read_pack_chunks(
         &self,
         uid: &UserId,
         path: &str,
-    ) -> Result<Vec<(Timestamp, Bytes)>, ServiceError> {
-        Ok(self.read_pack_chunks(uid, path).await?.1)
-    }
-
-    /// Reads a whole pack and decodes every chunk; also returns the pack's codec.
-    async fn read_pack_chunks(
-        &self,
-        uid: &UserId,
-        path: &str,
-    ) -> Result<(Codec, Vec<(Timestamp, Bytes)>), ServiceError> {
+    ) -> Result<WholePack, ServiceError> {
         let object = self.inner.store.read(path).await?;
         let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
         let opener = self.pack_opener(uid, path, tail.header())?;
@@ -321,10 +325,19 @@ impl ChunkService {
                         frame_codec(codec),
                     )
                     .map_err(|e| pack_error(path, e))?;
-                Ok((index.entries()[i].start, Bytes::from(pcm)))
+                let entry = &index.entries()[i];
+                Ok(PackChunk {
+                    start: entry.start,
+                    end: index.chunk_end(entry),
+                    pcm: Bytes::from(pcm),
+                })
             })
             .collect::<Result<_, ServiceError>>()?;
-        Ok((codec, chunks))
+        Ok(WholePack {
+            codec,
+            sealed: index.header().is_encrypted(),
+            chunks,
+        })
     }
 
     fn pack_opener(
@@ -447,32 +460,16 @@ impl ChunkService {
         path: &str,
         remove: impl Fn(Timestamp, Timestamp) -> bool,
     ) -> Result<Rewrite, ServiceError> {
-        let object = self.inner.store.read(path).await?;
-        let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
-        let sealed = tail.header().is_encrypted();
-        let opener = self.pack_opener(uid, path, tail.header())?;
-        let index = PackIndex::from_object(&object, opener.as_deref().map(as_opener))
-            .map_err(|e| pack_error(path, e))?;
-        let mut kept = Vec::new();
-        for (i, entry) in index.entries().iter().enumerate() {
-            if remove(entry.start, index.chunk_end(entry)) {
-                continue;
-            }
-            let frame = index
-                .frame_bytes(i, &object)
-                .map_err(|e| pack_error(path, e))?;
-            let pcm = index
-                .decode_frame_with(
-                    i,
-                    frame,
-                    opener.as_deref().map(as_opener),
-                    frame_codec(index.header().codec()),
-                )
-                .map_err(|e| pack_error(path, e))?;
-            kept.push(Chunk::new(entry.start, pcm));
-        }
-        drop(object);
-        if kept.len() == index.len() {
+        let pack = self.read_pack_chunks(uid, path).await?;
+        let total = pack.chunks.len();
+        let sealed = pack.sealed;
+        let kept: Vec<Chunk> = pack
+            .chunks
+            .into_iter()
+            .filter(|c| !remove(c.start, c.end))
+            .map(|c| Chunk::new(c.start, c.pcm))
+            .collect();
+        if kept.len() == total {
             return Ok(Rewrite::Unchanged);
         }
         if kept.is_empty() {
@@ -513,12 +510,12 @@ impl ChunkService {
         };
         self.stream_pack(uid, &path, chunks, level, PutMode::CreateOnly)
             .await?;
-        let (codec, back) = self.read_pack_chunks(uid, &path).await?;
-        let same = back.len() == chunks.len()
-            && back.iter().zip(chunks).all(|((start, pcm), c)| {
-                *start == c.timestamp
-                    && pcm.len() == c.pcm.len()
-                    && (codec.is_lossy() || pcm[..] == c.pcm[..])
+        let back = self.read_pack_chunks(uid, &path).await?;
+        let same = back.chunks.len() == chunks.len()
+            && back.chunks.iter().zip(chunks).all(|(stored, c)| {
+                stored.start == c.timestamp
+                    && stored.pcm.len() == c.pcm.len()
+                    && (back.codec.is_lossy() || stored.pcm[..] == c.pcm[..])
             });
         if !same {
             return Err(ServiceError::Decode {
