@@ -108,6 +108,11 @@ impl Timeline {
             self.cursor = Some(end);
             self.emitted_any = true;
             Some(Piece::Silence(u64::try_from(silence).unwrap_or(0)))
+        } else if start > cursor {
+            // A gap that is not filled is skipped: the cursor still follows the timeline, so
+            // later overlaps and the clip end are judged in real time, not in output bytes.
+            self.cursor = Some(start);
+            None
         } else {
             None
         }
@@ -231,6 +236,23 @@ mod tests {
         let mut t = Timeline::new(16_000, joining, 0);
         let out = run(&mut t, &[(0, 100), (10_000, 100)]);
         assert_eq!(shape(&out), [('a', 100), ('a', 100)]);
+    }
+
+    #[test]
+    fn collapsed_gaps_still_clip_in_real_time() {
+        let joining = Joining::Timeline {
+            fill_gaps: false,
+            leading_silence: false,
+        };
+        let mut t = Timeline::new(16_000, joining, 0);
+        t.clip_end_ms(2_000);
+        // 0.5 s at 0, a 1 s hole, then 1 s at 1.5 s: only 0.5 s of it lies before the clip.
+        let out = run(&mut t, &[(0, 8_000), (1_500, 16_000)]);
+        assert_eq!(shape(&out), [('a', 8_000), ('a', 8_000)]);
+        // And an object overlapping the previous one across a collapsed gap is trimmed.
+        let mut t = Timeline::new(16_000, joining, 0);
+        let out = run(&mut t, &[(0, 8_000), (1_000, 16_000), (1_500, 16_000)]);
+        assert_eq!(shape(&out), [('a', 8_000), ('a', 16_000), ('a', 8_000)]);
     }
 
     #[test]
