@@ -8,8 +8,6 @@
 //!   they fail. Garage does not enforce `If-None-Match: *`, so the harness adds
 //!   `create_only=stat` unless the URI chooses a mode itself.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 use chunk_format::ObjectName;
 use chunk_store::layers::{FaultKind, FaultLayer, FaultOp, FaultPlan, FaultRule, FaultSchedule};
@@ -51,19 +49,7 @@ impl Backend {
     }
 
     fn s3(case: &str) -> Option<Self> {
-        let Some(uri) = std::env::var("CHUNKVAULT_TEST_S3_URI")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            assert!(
-                std::env::var("CHUNKVAULT_REQUIRE_S3").as_deref() != Ok("1"),
-                "CHUNKVAULT_REQUIRE_S3=1 but CHUNKVAULT_TEST_S3_URI is not set: start the \
-                 server with `eval \"$(cargo xtask s3)\"`"
-            );
-            eprintln!("skipped: s3 {case} (CHUNKVAULT_TEST_S3_URI is not set)");
-            return None;
-        };
-        let uri = s3_case_uri(&uri, case);
+        let uri = chunkvault_tests::backends::s3_uri(case)?;
         let store = Store::from_uri(&uri).unwrap_or_else(|e| panic!("s3 store opens: {e}"));
         Some(Self::from_store(store, None))
     }
@@ -79,26 +65,6 @@ impl Backend {
     fn scheme(&self) -> &'static str {
         self.store.scheme()
     }
-}
-
-/// Puts each case under its own root (`s3://bucket/it-<case>-<pid>-<nanos>?…`) and adds
-/// `create_only=stat` unless the URI picks a mode.
-fn s3_case_uri(uri: &str, case: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let root = format!("it-{case}-{}-{nanos}", std::process::id());
-    let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let base = base.trim_end_matches('/');
-    let mut query = query.to_owned();
-    if !query.contains("create_only=") {
-        if !query.is_empty() {
-            query.push('&');
-        }
-        query.push_str("create_only=stat");
-    }
-    format!("{base}/{root}?{query}")
 }
 
 fn ids(uid: &str, conv: &str) -> (UserId, ConversationId) {
@@ -917,7 +883,7 @@ async fn native_create_only_race() {
 /// The S3 harness URI gets a per-case root and Garage's create-only fallback.
 #[test]
 fn s3_case_uris() {
-    let uri = s3_case_uri(
+    let uri = chunkvault_tests::backends::case_uri(
         "s3://chunkvault-test?endpoint=http://127.0.0.1:3900&region=garage",
         "x",
     );
@@ -926,7 +892,7 @@ fn s3_case_uris() {
         uri.ends_with("?endpoint=http://127.0.0.1:3900&region=garage&create_only=stat"),
         "{uri}"
     );
-    let uri = s3_case_uri("s3://b/?create_only=native", "y");
+    let uri = chunkvault_tests::backends::case_uri("s3://b/?create_only=native", "y");
     assert!(uri.ends_with("?create_only=native"), "{uri}");
     assert!(!uri.contains("//it-"), "{uri}");
 }

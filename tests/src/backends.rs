@@ -62,12 +62,18 @@ pub fn s3_uri(case: &str) -> Option<String> {
         eprintln!("skipped: s3 {case} (CHUNKVAULT_TEST_S3_URI is not set)");
         return None;
     };
+    Some(case_uri(&uri, case))
+}
+
+/// Puts case `case` under its own root (`s3://bucket/it-<case>-<pid>-<nanos>?…`) and adds
+/// `create_only=stat` unless the URI picks a mode.
+pub fn case_uri(uri: &str, case: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let root = format!("it-{case}-{}-{nanos}", std::process::id());
-    let (base, query) = uri.split_once('?').unwrap_or((&uri, ""));
+    let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
     let mut query = query.to_owned();
     if !query.contains("create_only=") {
         if !query.is_empty() {
@@ -75,5 +81,5 @@ pub fn s3_uri(case: &str) -> Option<String> {
         }
         query.push_str("create_only=stat");
     }
-    Some(format!("{}/{root}?{query}", base.trim_end_matches('/')))
+    format!("{}/{root}?{query}", base.trim_end_matches('/'))
 }
