@@ -97,4 +97,17 @@ mod tests {
             assert!(parse_timestamp(bad).is_err(), "{bad:?} accepted");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_any_text_parses_or_fails_without_panicking(text in "\\PC{0,40}") {
+            let _ = parse_timestamp(&text);
+        }
+
+        #[test]
+        fn prop_three_decimal_text_round_trips(ms in 0u64..10_000_000_000_000) {
+            let ts = Timestamp::from_millis(ms).expect("in range");
+            proptest::prop_assert_eq!(parse_timestamp(&ts.to_string()), Ok(ts));
+        }
+    }
 }
