@@ -100,8 +100,10 @@ impl Steps {
 pub(crate) fn run(config: &Config) -> Result<()> {
     let root = crate::workspace_root()?;
     let mut steps = Steps::default();
+    eprintln!("xtask: {}", disk_report(&root));
     let result = run_steps(config, &root, &mut steps);
     eprintln!("\n{}", steps.summary());
+    eprintln!("xtask: {}", disk_report(&root));
     if result.is_ok() {
         eprintln!("xtask: ci passed");
     }
@@ -171,7 +173,9 @@ fn run_steps(config: &Config, root: &Path, steps: &mut Steps) -> Result<()> {
                 .envs(env.iter().map(|(k, v)| (k, v))),
         )
     })?;
-    steps.run("proptest", || proptest::run(config.proptest_cases, &env))?;
+    steps.run("proptest", || {
+        proptest::run(config.proptest_cases, proptest::Build::Test, &env)
+    })?;
     // The fuzz step needs no S3 server: stop it now (a failure above stops it on drop).
     drop(server);
 
@@ -187,6 +191,56 @@ fn run_steps(config: &Config, root: &Path, steps: &mut Steps) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// One line on disk use: the size of the build directories and the space left on their
+/// disk. A CI machine once ran out of disk in the middle of a run; this line shows how close
+/// a run comes.
+fn disk_report(root: &Path) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let target = dir_size(&root.join("target")) as f64 / GIB;
+    let fuzz = dir_size(&root.join("fuzz").join("target")) as f64 / GIB;
+    let free = match free_bytes(root) {
+        Ok(bytes) => format!("{:.1} GiB", bytes as f64 / GIB),
+        Err(e) => format!("unknown ({e:#})"),
+    };
+    format!("disk: target/ {target:.1} GiB, fuzz/target/ {fuzz:.1} GiB, free {free}")
+}
+
+/// The bytes of all files under `dir` (0 when it does not exist); symbolic links are not
+/// followed, unreadable entries are skipped.
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// Free bytes on the file system holding `path`, from POSIX `df -Pk`.
+fn free_bytes(path: &Path) -> Result<u64> {
+    let out = cmd::output(std::process::Command::new("df").arg("-Pk").arg(path))?;
+    parse_df_available(&out).with_context(|| format!("unexpected `df -Pk` output: {out:?}"))
+}
+
+/// The "Available" column (in KiB) of the data line of `df -Pk`, in bytes.
+fn parse_df_available(out: &str) -> Option<u64> {
+    let line = out.lines().nth(1)?;
+    let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// `cargo nextest run` (with the `ci` profile when `.config/nextest.toml` exists) when
@@ -231,6 +285,28 @@ pub(crate) fn ensure_feature_packages(use_apt: bool) -> Result<()> {
 mod tests {
     use super::*;
     use anyhow::bail;
+
+    #[test]
+    fn df_available_column_is_read_in_bytes() {
+        let out = "Filesystem     1024-blocks     Used Available Capacity Mounted on\n\
+                   /dev/vda         263174212 84869468  11538332      89% /\n";
+        assert_eq!(parse_df_available(out), Some(11_538_332 * 1024));
+        assert_eq!(parse_df_available("Filesystem\n"), None);
+        assert_eq!(parse_df_available("h\n/dev/x 1 2 many 3% /\n"), None);
+    }
+
+    #[test]
+    fn dir_size_counts_nested_files_and_missing_dirs_as_zero() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("xtask-dir-size-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a").join("b"))?;
+        std::fs::write(dir.join("one"), [0u8; 10])?;
+        std::fs::write(dir.join("a").join("b").join("two"), [0u8; 32])?;
+        let size = dir_size(&dir);
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(size, 42);
+        assert_eq!(dir_size(&dir), 0);
+        Ok(())
+    }
 
     #[test]
     fn a_failed_step_is_named_and_recorded() {

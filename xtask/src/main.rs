@@ -7,8 +7,9 @@
 //!
 //! - `cargo xtask ci [--skip-fuzz] [--skip-s3] [--no-apt] [--proptest-cases N]` — everything CI
 //!   checks, in order, stopping at the first failed step: `fmt`, `clippy`, start a Garage S3
-//!   server, `test` (nextest when installed, else `cargo test`), `doctest`, `proptest`,
-//!   `fuzz --smoke`; then a timing summary. `--skip-fuzz` and `--skip-s3` are for local
+//!   server, `test` (nextest when installed, else `cargo test`), `doctest`, `proptest` (in the
+//!   test build, so it compiles nothing new), `fuzz --smoke`; then a timing summary with the
+//!   disk the build used. `--skip-fuzz` and `--skip-s3` are for local
 //!   iteration; CI never passes them. `--no-apt` never runs `apt-get` (see below).
 //! - `cargo xtask proptest [--cases N]` — the property tests (test functions named `prop_*`)
 //!   in release mode with `PROPTEST_CASES=N` (default 10000).
@@ -114,7 +115,7 @@ fn run() -> Result<()> {
                 .unwrap_or(proptest::DEFAULT_CASES);
             args.finish()?;
             ci::ensure_feature_packages(true)?;
-            proptest::run(cases, &[])
+            proptest::run(cases, proptest::Build::Release, &[])
         }
         "fuzz" => {
             let smoke = args.flag("--smoke");
