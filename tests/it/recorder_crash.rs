@@ -15,7 +15,9 @@
 //! - the bucket holds nothing but audio objects: no foreign or partial object; OpenDAL's fs
 //!   temp files (in `.chunkvault-tmp/`, invisible to listings) can only be left by killed
 //!   writers, and the final, unkilled run leaves none;
-//! - the spool is empty at the end.
+//! - the spool is empty at the end;
+//! - once those temp files are older than an hour (their clocks are set back, plus one made
+//!   up so the check never runs on none), the next start of the recorder removes them all.
 //!
 //! The seed is printed; `RECORDER_CRASH_SEED=<n>` replays a run.
 
@@ -296,6 +298,22 @@ fn kill_9_loses_no_acknowledged_chunk() {
         .filter(|f| f.ends_with(".seg"))
         .collect();
     assert!(leftover.is_empty(), "spool segments left: {leftover:?}");
+
+    // An hour later, the recorder's next start sweeps the killed writers' temp files.
+    let temp_dir = paths.bucket.join(".chunkvault-tmp");
+    std::fs::write(temp_dir.join("made-up-killed-writer"), [0u8; 64]).expect("temp file");
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    for name in temp_files(&paths.bucket) {
+        std::fs::File::options()
+            .write(true)
+            .open(paths.bucket.join(&name))
+            .and_then(|f| f.set_modified(two_hours_ago))
+            .expect("age a temp file");
+    }
+    let swept = run_child(&paths, Kill::Never);
+    assert!(swept.done && swept.acks.is_empty(), "{swept:?}");
+    assert_eq!(temp_files(&paths.bucket), BTreeSet::new());
+    runtime.block_on(verify(&paths, &acks));
 }
 
 async fn verify(paths: &Paths, acks: &[Vec<u64>]) {

@@ -64,7 +64,7 @@ pub use level::{
 pub use list::{ConversationListing, ForeignEntry, ListEntry};
 pub use recorder::{
     Durability, FlushCounts, FlushError, FlushReason, Recorder, RecorderConfig, RecorderError,
-    RecorderStats, RecoveredConversation, RecoveryReport, RetryPolicy,
+    RecorderStats, RecoveredConversation, RecoveryReport, RetryPolicy, TEMP_SWEEP_AGE,
 };
 pub use service::ChunkService;
 pub use upload::{Chunk, Sealing, UploadReport};

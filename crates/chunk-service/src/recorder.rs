@@ -379,7 +379,14 @@ pub struct RecoveryReport {
     pub error: Option<Arc<FlushError>>,
     /// Per conversation, what the spool held.
     pub conversations: Vec<RecoveredConversation>,
+    /// Temporary files of killed writers removed from an fs store (older than
+    /// [`TEMP_SWEEP_AGE`]; see [`chunk_store::Store::sweep_fs_temp`]).
+    pub temp_files_removed: usize,
 }
+
+/// Age above which [`Recorder::open`] removes an fs store's temporary files: far above the
+/// longest write of one batch, so a write still going on in another process is never touched.
+pub const TEMP_SWEEP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 type Key = (UserId, ConversationId);
 
@@ -720,6 +727,12 @@ impl Inner {
                     report.error = Some(error);
                 }
             }
+        }
+        // A killed writer (of this process's predecessor) leaves a temp file; it is not audio
+        // anyone can read, the spool still holds what it was writing. Best effort.
+        match inner.service.store().sweep_fs_temp(TEMP_SWEEP_AGE).await {
+            Ok(swept) => report.temp_files_removed = swept.removed,
+            Err(error) => tracing::warn!(%error, "could not sweep the store's temporary files"),
         }
         if report.segments > 0 {
             tracing::info!(

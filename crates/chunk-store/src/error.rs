@@ -109,6 +109,23 @@ pub enum StoreError {
         #[source]
         source: opendal::Error,
     },
+    /// A local file-system step of the fs backend failed: the directory sync that makes a
+    /// written object durable, or the sweep of temporary files. After a failed sync the object
+    /// may be in place, but it is not known to survive a power loss; write it again (a
+    /// create-only write that finds the object syncs the directories before it reports
+    /// [`StoreError::AlreadyExists`]).
+    #[error("{what} {dir:?} failed (object {path:?}): {source}")]
+    LocalIo {
+        /// The object path the step was for (empty for a sweep).
+        path: String,
+        /// The step: "sync of directory", "removal of temporary file", ….
+        what: &'static str,
+        /// The directory or file the step was on.
+        dir: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A purge deleted what it listed, but listing again still found objects.
     #[error("purge of {prefix:?} incomplete: {remaining} objects remain (first: {sample:?})")]
     PurgeIncomplete {
@@ -148,7 +165,8 @@ impl StoreError {
             | StoreError::AlreadyExists { path }
             | StoreError::BadRange { path, .. }
             | StoreError::WriterAborted { path }
-            | StoreError::Backend { path, .. } => path,
+            | StoreError::Backend { path, .. }
+            | StoreError::LocalIo { path, .. } => path,
             StoreError::PurgeIncomplete { prefix, .. } => prefix,
         }
     }

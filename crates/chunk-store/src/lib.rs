@@ -56,6 +56,7 @@
 //! Backends come from URIs ([`uri`]); ids and prefixes from [`layout`]; the OpenDAL layers
 //! from [`layers`].
 
+pub mod durable;
 pub mod error;
 pub mod layers;
 pub mod layout;
@@ -70,6 +71,7 @@ mod store;
 mod write;
 
 pub use delete::PurgeReport;
+pub use durable::TempSweep;
 pub use error::{Result, StoreError, StoreOp};
 pub use layers::{FaultLayer, OpCounter, OpCounts};
 pub use layout::{ConversationId, IdError, UserId};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use opendal::Operator;
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 
+use crate::durable::FsDirs;
 use crate::error::Result;
 use crate::layers::{CountingLayer, FaultLayer, OpCounter, OpCounts};
 use crate::uri;
@@ -117,6 +118,8 @@ pub(crate) struct Inner {
     pub(crate) options: StoreOptions,
     pub(crate) counter: OpCounter,
     display: String,
+    /// Set on the fs backend: where directories are synced and temp files swept.
+    pub(crate) fs_dirs: Option<FsDirs>,
 }
 
 /// Object storage for chunkvault: one backend (from a URI or an OpenDAL operator) with retry,
@@ -147,6 +150,7 @@ pub struct StoreBuilder {
     fault: Option<FaultLayer>,
     counter: OpCounter,
     display: String,
+    fs_dirs: Option<FsDirs>,
 }
 
 impl StoreBuilder {
@@ -154,12 +158,21 @@ impl StoreBuilder {
     pub fn new(op: Operator) -> Self {
         let info = op.info();
         let display = format!("{}://{}{}", info.scheme(), info.name(), info.root());
+        // OpenDAL's fs root is canonical; its temp dir is ours unless the URI names another.
+        let fs_dirs = (info.scheme() == "fs").then(|| {
+            let root = std::path::PathBuf::from(info.root());
+            FsDirs {
+                temp: root.join(crate::path::FS_TMP_DIR),
+                root,
+            }
+        });
         Self {
             op,
             options: StoreOptions::default(),
             fault: None,
             counter: OpCounter::new(),
             display,
+            fs_dirs,
         }
     }
 
@@ -229,6 +242,7 @@ impl StoreBuilder {
                 options: self.options,
                 counter: self.counter,
                 display: self.display,
+                fs_dirs: self.fs_dirs,
             }),
         }
     }
@@ -258,6 +272,9 @@ impl Store {
         let parsed = uri::parse(uri)?;
         let mut builder = StoreBuilder::new(parsed.op).options(parsed.options);
         builder.display = parsed.display;
+        if let (Some(dirs), Some(temp)) = (builder.fs_dirs.as_mut(), parsed.fs_temp_dir) {
+            dirs.temp = temp;
+        }
         Ok(builder)
     }
 

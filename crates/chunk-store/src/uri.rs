@@ -56,6 +56,8 @@ pub(crate) struct ParsedUri {
     pub(crate) op: Operator,
     pub(crate) options: StoreOptions,
     pub(crate) display: String,
+    /// The fs backend's `atomic_write_dir` when the URI names one.
+    pub(crate) fs_temp_dir: Option<std::path::PathBuf>,
 }
 
 /// Returns `uri` with the values of secret-looking query options replaced by `***`.
@@ -189,6 +191,10 @@ pub(crate) fn parse(uri: &str) -> Result<ParsedUri> {
     let (body, query) = rest.split_once('?').unwrap_or((rest, ""));
     let mut map = parse_query(&e, query)?;
     let options = take_store_options(&e, &mut map)?;
+    let named_temp_dir = match scheme {
+        "fs" => map.get("atomic_write_dir").map(std::path::PathBuf::from),
+        _ => None,
+    };
     let op = match scheme {
         "fs" => open_fs(&e, body, map)?,
         "memory" => {
@@ -206,10 +212,13 @@ pub(crate) fn parse(uri: &str) -> Result<ParsedUri> {
         "azblob" => open_cloud_azblob(&e, body, map)?,
         other => return Err(e.err(format!("unknown scheme {other:?}"))),
     };
+    // OpenDAL created the directory and works on its canonical form.
+    let fs_temp_dir = named_temp_dir.map(|dir| dir.canonicalize().unwrap_or(dir));
     Ok(ParsedUri {
         op,
         options,
         display,
+        fs_temp_dir,
     })
 }
 

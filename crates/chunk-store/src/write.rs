@@ -10,6 +10,10 @@
 //! - memory stores the object at close;
 //! - S3 / GCS / Azure send the single PUT, or complete the multipart upload, at close.
 //!
+//! On fs, a successful close also syncs the directories from the object's up to the root, so
+//! a confirmed object survives a power loss, and a create-only write that finds the object
+//! syncs them before it reports [`StoreError::AlreadyExists`] (see [`crate::durable`]).
+//!
 //! Any error while writing or closing aborts the backend writer (fs: temp file removed;
 //! S3: multipart upload aborted) before it is returned, and the writer refuses further
 //! pieces with [`StoreError::WriterAborted`]. Dropping a writer without `close` or `abort`
@@ -20,6 +24,7 @@
 
 use bytes::Bytes;
 
+use crate::durable::{FsDirs, sync_object_dirs};
 use crate::error::{Result, StoreError, StoreOp};
 use crate::path::check_object_path;
 use crate::put::{PutMode, map_write_error};
@@ -31,6 +36,7 @@ pub struct ObjectWriter {
     mode: PutMode,
     writer: Option<opendal::Writer>,
     written: u64,
+    fs_dirs: Option<FsDirs>,
 }
 
 impl std::fmt::Debug for ObjectWriter {
@@ -53,9 +59,20 @@ impl Store {
         self.open_writer(path, mode, None).await
     }
 
+    /// Opens the writer; an `AlreadyExists` is made durable first (see [`settle`]).
+    pub(crate) async fn open_writer(
+        &self,
+        path: &str,
+        mode: PutMode,
+        whole_len: Option<usize>,
+    ) -> Result<ObjectWriter> {
+        let opened = self.open_backend_writer(path, mode, whole_len).await;
+        settle(self.inner.fs_dirs.as_ref(), path, opened).await
+    }
+
     /// Opens the OpenDAL writer. `whole_len` (from `put`) makes the backend buffer the whole
     /// object, so a put is one single PUT on every backend.
-    pub(crate) async fn open_writer(
+    async fn open_backend_writer(
         &self,
         path: &str,
         mode: PutMode,
@@ -87,6 +104,7 @@ impl Store {
             mode,
             writer: Some(writer),
             written: 0,
+            fs_dirs: self.inner.fs_dirs.clone(),
         })
     }
 }
@@ -121,7 +139,8 @@ impl ObjectWriter {
             }
             Err(err) => {
                 self.abort_after_error().await;
-                Err(map_write_error(StoreOp::Write, &self.path, self.mode, err))
+                let err = map_write_error(StoreOp::Write, &self.path, self.mode, err);
+                settle(self.fs_dirs.as_ref(), &self.path, Err(err)).await
             }
         }
     }
@@ -138,11 +157,13 @@ impl ObjectWriter {
         match writer.close().await {
             Ok(_) => {
                 self.writer = None;
+                sync_object_dirs(self.fs_dirs.as_ref(), &self.path).await?;
                 Ok(self.written)
             }
             Err(err) => {
                 self.abort_after_error().await;
-                Err(map_write_error(StoreOp::Close, &self.path, self.mode, err))
+                let err = map_write_error(StoreOp::Close, &self.path, self.mode, err);
+                settle(self.fs_dirs.as_ref(), &self.path, Err(err)).await
             }
         }
     }
@@ -186,4 +207,15 @@ impl Drop for ObjectWriter {
             }
         }
     }
+}
+
+/// Passes `result` through, but first syncs the object's directories (fs only) when it is
+/// [`StoreError::AlreadyExists`]: the object found may be one whose rename was never synced
+/// (its writer's sync failed, or a power loss came first), and a caller that takes "already
+/// exists" as "stored" must be able to rely on it. A failed sync replaces the error.
+async fn settle<T>(fs_dirs: Option<&FsDirs>, path: &str, result: Result<T>) -> Result<T> {
+    if let Err(StoreError::AlreadyExists { .. }) = &result {
+        sync_object_dirs(fs_dirs, path).await?;
+    }
+    result
 }
