@@ -235,3 +235,43 @@ fn speech_in_5_s_chunks_stores_at_under_a_tenth_of_its_pcm() {
         "ratio {ratio} is implausibly small for 16 kHz speech"
     );
 }
+
+/// A SILK stream on which the pure-Rust decoder is *not* bit-exact, found by the property test
+/// in chunk-service's `codec::opus` (its shrunk input: 3 867 bytes, near-silence then
+/// full-scale bursts; tests/fixtures/opus/silk-divergence.pcm). All 7 packets are SILK
+/// wideband 20 ms (TOC config 9), like everything Omi writes. Measured with libopus 1.3.1 and
+/// opus-rs 0.1.40: the first 1 933 samples agree, then the decoders drift apart inside the
+/// last packet by up to 1 764 LSB (on the padded 2 240 samples). Random noise of several
+/// amplitudes gave 7 999 / 8 000 bit-exact streams (docs/BENCHMARKS.md). If opus-rs is fixed,
+/// this test fails and the docs claiming the divergence need updating.
+#[cfg(feature = "libopus")]
+#[test]
+fn pure_rust_decoder_diverges_inside_the_last_packet_of_a_known_silk_stream() {
+    use chunk_service::codec::opus::encode_omi_opus;
+
+    let mut pcm =
+        std::fs::read(chunkvault_tests::fixtures_dir().join("opus/silk-divergence.pcm")).unwrap();
+    assert_eq!(pcm.len(), 3867);
+    // Pad to whole packets, as the encoder does, so the whole last packet is compared.
+    pcm.resize(7 * 640, 0);
+    let container = encode_omi_opus(&pcm).unwrap();
+    let libopus = samples(&decode_omi_opus(&container).unwrap());
+    let pure = samples(&decode_omi_opus_with(OpusBackend::PureRust, &container).unwrap());
+    assert_eq!(pure.len(), libopus.len());
+    let first_diff = libopus.iter().zip(&pure).position(|(a, b)| a != b);
+    let max_diff = libopus
+        .iter()
+        .zip(&pure)
+        .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+        .max()
+        .unwrap_or(0);
+    eprintln!("silk-divergence: first differing sample {first_diff:?}, max diff {max_diff}");
+    let first_diff = first_diff.expect("opus-rs is now bit-exact here: update the docs");
+    assert!(
+        first_diff >= 6 * 320,
+        "the divergence starts in the last packet, not at sample {first_diff}"
+    );
+    if same_libopus_as_vectors() {
+        assert_eq!((first_diff, max_diff), (1933, 1764));
+    }
+}

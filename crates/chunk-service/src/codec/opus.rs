@@ -13,9 +13,12 @@
 //!   libopus 1.3.1 (Debian 12's `libopus0 1.3.1-3`, the build Omi's vectors were made with)
 //!   re-encoding gives byte-identical containers and decoding gives bit-identical PCM.
 //! - [`OpusBackend::PureRust`] — the `opus-rs` decoder, always built, so a default build can read
-//!   Omi buckets without any system package. Decode only. It is bit-exact with libopus 1.3.1 for
-//!   SILK packets, which is every packet Omi's settings produce (speech, noise, chirps and
-//!   silence all encode as SILK wideband 20 ms). It is *not* bit-exact for CELT-mode packets
+//!   Omi buckets without any system package. Decode only. Omi's settings produce only SILK
+//!   wideband 20 ms packets (speech, noise, chirps and silence alike), and on those opus-rs is
+//!   bit-exact with libopus 1.3.1 on every Omi vector, on speech, and on 7 999 of 8 000 random
+//!   noise streams; a property test found one SILK stream where it is not (a drift of up to
+//!   1 764 LSB inside the last packet; tests/it/opus_compat.rs). Downloads that must match
+//!   Omi's bytes exactly should use the `libopus` feature. It is *not* bit-exact for CELT-mode packets
 //!   (measured: up to several thousand LSB on clipped square waves), for packet-loss
 //!   concealment (empty packets; ≤ 58 LSB measured) or after corrupt packets; docs/BENCHMARKS.md
 //!   has the measurements.
@@ -920,7 +923,10 @@ mod tests {
     #[cfg(feature = "libopus")]
     proptest! {
         #[test]
-        fn prop_encoded_pcm_decodes_to_its_length_identically_in_both_backends(
+        // Both backends decode whatever libopus encodes, to the original length. Sample
+        // equality is not a property: opus-rs diverges on rare SILK packets (this test's
+        // regression file holds one; tests/it/opus_compat.rs measures it).
+        fn prop_encoded_pcm_decodes_to_its_length_in_both_backends(
             pcm in proptest::collection::vec(any::<u8>(), 0..4000),
         ) {
             let encoded = encode_omi_opus(&pcm).unwrap();
@@ -929,7 +935,7 @@ mod tests {
             let decoded = decode_omi_opus(&encoded).unwrap();
             prop_assert_eq!(decoded.len(), pcm.len());
             let pure = decode_omi_opus_with(OpusBackend::PureRust, &encoded).unwrap();
-            prop_assert_eq!(pure, decoded);
+            prop_assert_eq!(pure.len(), pcm.len());
         }
     }
 }
