@@ -25,12 +25,13 @@ use chunk_format::pack::PackTail;
 use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, UserId};
 
-use crate::decode::{decode_omi_object, trim_to_samples};
+use crate::decode::{decode_omi_object, omi_opus_container, trim_to_samples};
 use crate::download::preference;
 use crate::level::ProtectionLevel;
 use crate::list::ListEntry;
-use crate::upload::Chunk;
+use crate::pack::PackInput;
 use crate::{ChunkService, ServiceError};
+use chunk_format::omi_opus::OpusContainer;
 
 /// Whether compaction also re-seals packs sealed under another key than the active one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -255,8 +256,8 @@ impl ChunkService {
     ) -> Result<(), ServiceError> {
         let key = self.omi_key(uid)?;
         let mut sealed = false;
-        // Runs of (start ms, pcm) in placement order; and the sources consumed.
-        let mut runs: Vec<(u64, Bytes)> = Vec::new();
+        // Runs of audio in placement order; and the sources consumed.
+        let mut runs: Vec<Run> = Vec::new();
         let mut consumed: Vec<String> = Vec::new();
         let mut singles: BTreeMap<Timestamp, Vec<&ListEntry>> = BTreeMap::new();
         let mut ordered: Vec<Vec<&ListEntry>> = Vec::new();
@@ -325,23 +326,46 @@ impl ChunkService {
         Ok(())
     }
 
-    /// Decodes one source into chunks (start ms, PCM) and says whether it was sealed.
+    /// Decodes one source into runs of audio and says whether it was sealed. Runs from Opus
+    /// (an Opus pack's frames, an Omi `.opus` object) keep their container, so an Opus pack
+    /// can store it unchanged.
     async fn decode_for_compaction(
         &self,
         uid: &UserId,
         source: &ListEntry,
         key: Option<&chunk_crypto::UserKey>,
-    ) -> Result<(Vec<(u64, Bytes)>, bool), ServiceError> {
+    ) -> Result<(Vec<Run>, bool), ServiceError> {
         if source.kind == ObjectKind::Pack {
             let pack = self.read_pack_chunks(uid, &source.path).await?;
             let chunks = pack
                 .chunks
                 .into_iter()
-                .map(|c| (c.start.as_millis(), c.pcm))
+                .map(|c| Run {
+                    start_ms: c.start.as_millis(),
+                    pcm: c.pcm,
+                    opus: c.opus,
+                })
                 .collect();
             return Ok((chunks, pack.sealed));
         }
         let bytes = self.inner.store.read(&source.path).await?;
+        if matches!(source.kind, ObjectKind::Opus | ObjectKind::OpusEnc) {
+            let container = omi_opus_container(&source.path, source.kind, bytes, key)?;
+            let pcm = decode_omi_object(&source.path, ObjectKind::Opus, container.clone(), None)?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            // A container whose PCM was trimmed to whole samples (an odd original length)
+            // does not decode to exactly `pcm`: keep only the PCM then.
+            let exact = OpusContainer::parse(&container)
+                .is_ok_and(|c| u64::from(c.original_pcm_len()) == pcm.len() as u64);
+            let run = Run {
+                start_ms: source.start.as_millis(),
+                pcm,
+                opus: exact.then_some(container),
+            };
+            return Ok((vec![run], source.kind.is_encrypted()));
+        }
         let pieces = decode_omi_object(&source.path, source.kind, bytes, key)?;
         let start = source.start.as_millis();
         let rate = u64::from(self.inner.config.pack.sample_rate);
@@ -351,9 +375,10 @@ impl ChunkService {
             pieces
                 .into_iter()
                 .map(|pcm| {
-                    let chunk = (at, pcm);
-                    at += chunk.1.len() as u64 / 2 * 1000 / rate;
-                    chunk
+                    let len = pcm.len() as u64;
+                    let run = Run::pcm(at, pcm);
+                    at += len / 2 * 1000 / rate;
+                    run
                 })
                 .collect()
         } else {
@@ -361,20 +386,27 @@ impl ChunkService {
             for piece in pieces {
                 all.extend_from_slice(&piece);
             }
-            vec![(start, trim_to_samples(Bytes::from(all)))]
+            vec![Run::pcm(start, trim_to_samples(Bytes::from(all)))]
         };
         Ok((chunks, source.kind.is_encrypted()))
     }
 
     /// Places runs like a download does (earlier audio wins where they overlap) and returns
-    /// chunks that do not overlap, ready for a pack.
-    fn trim_overlaps(&self, runs: Vec<(u64, Bytes)>) -> Vec<Chunk> {
+    /// chunks that do not overlap, ready for a pack. A run that loses audio to an overlap
+    /// loses its Opus container too (it no longer decodes to the kept PCM).
+    fn trim_overlaps(&self, runs: Vec<Run>) -> Vec<PackInput> {
         let rate = u64::from(self.inner.config.pack.sample_rate.max(1));
-        let mut out: Vec<Chunk> = Vec::new();
+        let mut out: Vec<PackInput> = Vec::new();
         // End of the audio placed so far, in samples since the epoch (exact for whole ms).
         let mut cursor: Option<u64> = None;
-        for (start_ms, pcm) in runs {
+        for Run {
+            start_ms,
+            pcm,
+            mut opus,
+        } in runs
+        {
             let start = start_ms * rate / 1000;
+            let untrimmed = pcm.len();
             let mut pcm = trim_to_samples(pcm);
             let mut start_ms = start_ms;
             if let Some(end) = cursor
@@ -393,10 +425,36 @@ impl ChunkService {
             let samples = pcm.len() as u64 / 2;
             let chunk_start = start_ms * rate / 1000;
             cursor = Some(cursor.map_or(chunk_start + samples, |c| c.max(chunk_start + samples)));
+            if pcm.len() != untrimmed {
+                opus = None;
+            }
             if let Some(ts) = Timestamp::from_millis(start_ms) {
-                out.push(Chunk::new(ts, pcm));
+                out.push(PackInput {
+                    timestamp: ts,
+                    pcm,
+                    opus,
+                });
             }
         }
         out
+    }
+}
+
+/// Audio from one source, placed at `start_ms`; `opus` is the Omi Opus container it was
+/// decoded from, when it decodes to exactly `pcm`.
+#[derive(Debug)]
+struct Run {
+    start_ms: u64,
+    pcm: Bytes,
+    opus: Option<Bytes>,
+}
+
+impl Run {
+    fn pcm(start_ms: u64, pcm: Bytes) -> Run {
+        Run {
+            start_ms,
+            pcm,
+            opus: None,
+        }
     }
 }

@@ -52,7 +52,27 @@ pub(crate) fn decode_omi_object(
                 })
                 .collect()
         }
-        ObjectKind::Opus => decode_opus(path, &bytes).map(|pcm| vec![pcm]),
+        ObjectKind::Opus | ObjectKind::OpusEnc => {
+            let container = omi_opus_container(path, kind, bytes, key)?;
+            decode_opus(path, &container).map(|pcm| vec![pcm])
+        }
+        ObjectKind::Pack => Err(ServiceError::Decode {
+            path: path.to_owned(),
+            reason: "pack objects are decoded by the pack reader".to_owned(),
+        }),
+    }
+}
+
+/// The Omi Opus container an `.opus` object is, or an `.opus.enc` object seals (opened with
+/// `key`). Other kinds are an error.
+pub(crate) fn omi_opus_container(
+    path: &str,
+    kind: ObjectKind,
+    bytes: Bytes,
+    key: Option<&UserKey>,
+) -> Result<Bytes, ServiceError> {
+    match kind {
+        ObjectKind::Opus => Ok(bytes),
         ObjectKind::OpusEnc => {
             let key = key.ok_or_else(|| ServiceError::Decode {
                 path: path.to_owned(),
@@ -66,11 +86,11 @@ pub(crate) fn decode_omi_object(
                     source,
                 })?);
             }
-            decode_opus(path, &container).map(|pcm| vec![pcm])
+            Ok(Bytes::from(container))
         }
-        ObjectKind::Pack => Err(ServiceError::Decode {
+        other => Err(ServiceError::Decode {
             path: path.to_owned(),
-            reason: "pack objects are decoded by the pack reader".to_owned(),
+            reason: format!("a {other} object holds no Opus container"),
         }),
     }
 }

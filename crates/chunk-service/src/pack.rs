@@ -42,6 +42,43 @@ pub(crate) struct PackChunk {
     pub(crate) start: Timestamp,
     pub(crate) end: Timestamp,
     pub(crate) pcm: Bytes,
+    /// The stored frame (unsealed) of an Opus pack: an Omi Opus container.
+    pub(crate) opus: Option<Bytes>,
+}
+
+/// One chunk going into a pack: its PCM and, when it was decoded from an Omi Opus container
+/// (an Opus pack's frame, an Omi `.opus` object) whose decoded length is exactly `pcm`, that
+/// container. An Opus pack stores the container as it is instead of encoding the decoded PCM
+/// again, so rewriting and compacting Opus audio loses nothing more each time.
+#[derive(Debug, Clone)]
+pub(crate) struct PackInput {
+    pub(crate) timestamp: Timestamp,
+    pub(crate) pcm: Bytes,
+    pub(crate) opus: Option<Bytes>,
+}
+
+impl PackInput {
+    /// A chunk from PCM only.
+    pub(crate) fn pcm(timestamp: Timestamp, pcm: Bytes) -> PackInput {
+        PackInput {
+            timestamp,
+            pcm,
+            opus: None,
+        }
+    }
+
+    /// Adds the chunk to `encoder`: its Opus container unchanged when `copy_opus` (the pack
+    /// is Opus) and there is one, else its PCM.
+    fn push(&self, encoder: &mut PackEncoder, copy_opus: bool) -> Result<Vec<u8>, PackError> {
+        match &self.opus {
+            Some(container) if copy_opus => encoder.push_encoded_frame(
+                self.timestamp,
+                container,
+                u32::try_from(self.pcm.len()).unwrap_or(u32::MAX),
+            ),
+            _ => encoder.push_chunk(self.timestamp, &self.pcm),
+        }
+    }
 }
 
 /// What [`ChunkService::rewrite_pack_without`] did.
@@ -153,7 +190,11 @@ impl ChunkService {
             .iter()
             .map(|c| Chunk::new(c.timestamp, trim_to_samples(c.pcm.clone())))
             .collect();
-        let name = self.pack_name(&chunks)?;
+        let inputs: Vec<PackInput> = chunks
+            .iter()
+            .map(|c| PackInput::pcm(c.timestamp, c.pcm.clone()))
+            .collect();
+        let name = self.pack_name(&inputs)?;
         let path = layout::chunk_path(uid, conversation, &name);
         let store = &self.inner.store;
         if store.stat(&path).await?.is_some() {
@@ -163,7 +204,7 @@ impl ChunkService {
                 .map(|()| (path, false));
         }
         match self
-            .stream_pack(uid, &path, &chunks, level, PutMode::CreateOnly)
+            .stream_pack(uid, &path, &inputs, level, PutMode::CreateOnly)
             .await
         {
             Ok(()) => Ok((path, true)),
@@ -176,7 +217,7 @@ impl ChunkService {
     }
 
     /// The name of a pack holding `chunks`: first start to the end of the last chunk's audio.
-    pub(crate) fn pack_name(&self, chunks: &[Chunk]) -> Result<ObjectName, ServiceError> {
+    pub(crate) fn pack_name(&self, chunks: &[PackInput]) -> Result<ObjectName, ServiceError> {
         let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
             return Err(ServiceError::InvalidInput(
                 "a pack needs at least one chunk".into(),
@@ -198,7 +239,7 @@ impl ChunkService {
         &self,
         uid: &UserId,
         path: &str,
-        chunks: &[Chunk],
+        chunks: &[PackInput],
         level: ProtectionLevel,
         mode: PutMode,
     ) -> Result<(), ServiceError> {
@@ -238,14 +279,15 @@ impl ChunkService {
             _ => PackEncoder::new(config, sealer),
         }
         .map_err(|e| pack_error(path, e))?;
+        let copy_opus = config.codec == Codec::Opus;
         let input: usize = chunks.iter().map(|c| c.pcm.len()).sum();
         if input <= SINGLE_PUT_MAX {
             // The batch is in memory already: encode it whole and store it with one PUT, so a
             // 10-minute pack is one Class A request on S3 rather than a multipart upload.
             let mut object = Vec::with_capacity(input / 2 + 4096);
             for chunk in chunks {
-                let bytes = encoder
-                    .push_chunk(chunk.timestamp, &chunk.pcm)
+                let bytes = chunk
+                    .push(&mut encoder, copy_opus)
                     .map_err(|error| ServiceError::InvalidInput(format!("{path}: {error}")))?;
                 object.extend_from_slice(&bytes);
             }
@@ -255,7 +297,7 @@ impl ChunkService {
         }
         let mut writer = self.inner.store.writer(path, mode).await?;
         for chunk in chunks {
-            let bytes = match encoder.push_chunk(chunk.timestamp, &chunk.pcm) {
+            let bytes = match chunk.push(&mut encoder, copy_opus) {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     abort(writer).await;
@@ -317,19 +359,18 @@ impl ChunkService {
                 let frame = index
                     .frame_bytes(i, &object)
                     .map_err(|e| pack_error(path, e))?;
+                let payload = index
+                    .open_frame(i, frame, opener.as_deref().map(as_opener))
+                    .map_err(|e| pack_error(path, e))?;
                 let pcm = index
-                    .decode_frame_with(
-                        i,
-                        frame,
-                        opener.as_deref().map(as_opener),
-                        frame_codec(codec),
-                    )
+                    .decode_payload(i, &payload, frame_codec(codec))
                     .map_err(|e| pack_error(path, e))?;
                 let entry = &index.entries()[i];
                 Ok(PackChunk {
                     start: entry.start,
                     end: index.chunk_end(entry),
                     pcm: Bytes::from(pcm),
+                    opus: (codec == Codec::Opus).then(|| Bytes::from(payload.into_owned())),
                 })
             })
             .collect::<Result<_, ServiceError>>()?;
@@ -463,11 +504,15 @@ impl ChunkService {
         let pack = self.read_pack_chunks(uid, path).await?;
         let total = pack.chunks.len();
         let sealed = pack.sealed;
-        let kept: Vec<Chunk> = pack
+        let kept: Vec<PackInput> = pack
             .chunks
             .into_iter()
             .filter(|c| !remove(c.start, c.end))
-            .map(|c| Chunk::new(c.start, c.pcm))
+            .map(|c| PackInput {
+                timestamp: c.start,
+                pcm: c.pcm,
+                opus: c.opus,
+            })
             .collect();
         if kept.len() == total {
             return Ok(Rewrite::Unchanged);
@@ -489,12 +534,13 @@ impl ChunkService {
     /// Writes `chunks` as a new pack under a name no object has yet (bumping the end by a
     /// millisecond while the natural name is taken — END stays an upper bound of the audio),
     /// then reads it back and checks it before returning its path (for a lossy codec: same
-    /// starts and lengths, every frame decoding and matching its checksum).
+    /// starts and lengths, every frame decoding and matching its checksum, and every Opus
+    /// container given stored unchanged).
     pub(crate) async fn write_fresh_pack(
         &self,
         uid: &UserId,
         conversation: &ConversationId,
-        chunks: &[Chunk],
+        chunks: &[PackInput],
         level: ProtectionLevel,
     ) -> Result<String, ServiceError> {
         let natural = self.pack_name(chunks)?;
@@ -513,9 +559,14 @@ impl ChunkService {
         let back = self.read_pack_chunks(uid, &path).await?;
         let same = back.chunks.len() == chunks.len()
             && back.chunks.iter().zip(chunks).all(|(stored, c)| {
+                let copied = match (&stored.opus, &c.opus) {
+                    (Some(stored), Some(given)) => stored == given,
+                    _ => true,
+                };
                 stored.start == c.timestamp
                     && stored.pcm.len() == c.pcm.len()
                     && (back.codec.is_lossy() || stored.pcm[..] == c.pcm[..])
+                    && copied
             });
         if !same {
             return Err(ServiceError::Decode {

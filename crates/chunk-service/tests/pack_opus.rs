@@ -167,6 +167,90 @@ mod with_libopus {
             ));
         }
     }
+
+    /// Each kept chunk's audio, downloaded alone.
+    async fn chunk_audio(
+        service: &ChunkService,
+        uid: &UserId,
+        conv: &ConversationId,
+        chunks: &[usize],
+    ) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for &i in chunks {
+            let from = T0 + i as u64 * CHUNK_MS;
+            out.push(download(service, uid, conv, from, from + CHUNK_MS).await);
+        }
+        out
+    }
+
+    /// Deleting a chunk rewrites its pack and compaction merges packs and Omi `.opus` objects,
+    /// and neither encodes Opus again: every kept chunk downloads to the very samples it had
+    /// (a second encode would change them: Opus is lossy).
+    #[tokio::test]
+    async fn deleting_from_and_compacting_opus_audio_never_encodes_it_again() {
+        use chunk_service::{CompactionOptions, SingleFormat};
+
+        let chunks = speech_chunks();
+        let kept: Vec<usize> = (0..12).filter(|&i| i != 5).collect();
+        for level in [ProtectionLevel::Standard, ProtectionLevel::Enhanced] {
+            let uid = UserId::new(format!("user-{level:?}")).unwrap();
+            let conv = ConversationId::new("rewrite").unwrap();
+            let service = service();
+            // Chunks 0-3 as Omi `.opus` objects; 4-7 and 8-11 as two Opus packs.
+            let omi = ChunkService::new(
+                service.store().clone(),
+                Some(Keyring::single(
+                    KeyId::new(1),
+                    MasterSecret::new(b"omi_".repeat(16)).unwrap(),
+                )),
+                Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
+                ServiceConfig {
+                    single_format: SingleFormat::Opus,
+                    ..ServiceConfig::default()
+                },
+            )
+            .unwrap();
+            for chunk in &chunks[..4] {
+                omi.upload_chunk(&uid, &conv, chunk.clone(), Some(level))
+                    .await
+                    .unwrap();
+            }
+            for batch in chunks[4..].chunks(4) {
+                service
+                    .upload_batch(&uid, &conv, batch.to_vec(), Some(level))
+                    .await
+                    .unwrap();
+            }
+            let before = chunk_audio(&service, &uid, &conv, &kept).await;
+            assert_eq!(before.len(), 11);
+            assert!(before.iter().all(|pcm| pcm.len() == 160_000));
+
+            let report = service
+                .delete(&uid, &conv, &[ts(T0 + 5 * CHUNK_MS)])
+                .await
+                .unwrap();
+            assert_eq!(report.written.len(), 1, "the pack was rewritten: {report:?}");
+            assert!(
+                chunk_audio(&service, &uid, &conv, &kept).await == before,
+                "{level:?}: a chunk's audio changed when its pack was rewritten"
+            );
+
+            let plan = service
+                .plan_compaction(&uid, &conv, &CompactionOptions::default())
+                .await
+                .unwrap();
+            let compacted = service.compact(&plan).await.unwrap();
+            assert_eq!(compacted.written.len(), 1, "{compacted:?}");
+            assert_eq!(compacted.deleted.len(), 6, "{compacted:?}");
+            assert_eq!(compacted.chunks, 11);
+            assert!(
+                chunk_audio(&service, &uid, &conv, &kept).await == before,
+                "{level:?}: a chunk's audio changed when it was compacted"
+            );
+            let listing = service.list(&uid, &conv).await.unwrap();
+            assert_eq!(listing.chunks.len(), 1);
+        }
+    }
 }
 
 #[cfg(not(feature = "libopus"))]

@@ -215,20 +215,83 @@ impl PackEncoder {
     /// end past [`Timestamp::MAX`], more than [`MAX_CHUNKS`] chunks, or a compression,
     /// frame-codec or sealing failure.
     pub fn push_chunk(&mut self, start: Timestamp, pcm: &[u8]) -> Result<Vec<u8>, PackError> {
+        let (chunk, plain_len, sample_count) = self.check_chunk(start, pcm.len())?;
+        let encoded;
+        let (payload, crc32c): (&[u8], u32) = match (&mut self.compressor, &self.frame_codec) {
+            (Some(c), _) => {
+                encoded = c
+                    .compress(pcm)
+                    .map_err(|reason| PackError::Compress { chunk, reason })?;
+                (&encoded, crc32c::crc32c(pcm))
+            }
+            (None, Some(codec)) => {
+                encoded = codec
+                    .encode(pcm)
+                    .map_err(|source| PackError::FrameEncode { chunk, source })?;
+                // The encoder cannot know the decoded PCM of a lossy codec: the CRC covers the
+                // stored frame (docs/FORMAT.md, "Codec 2: Opus").
+                (&encoded, crc32c::crc32c(&encoded))
+            }
+            (None, None) => (pcm, crc32c::crc32c(pcm)),
+        };
+        self.push_payload(start, chunk, plain_len, sample_count, payload, crc32c)
+    }
+
+    /// Adds one chunk given as a frame its codec already made: for packs whose codec is coded
+    /// by a [`FrameCodec`] (Opus), the frame is stored as it is, so copying chunks from one
+    /// such pack to another (a rewrite after a delete, a compaction) does not encode lossy
+    /// audio a second time. `plain_len` is the PCM byte length the frame decodes to.
+    ///
+    /// The frame is not decoded here: a frame that does not decode to `plain_len` bytes is
+    /// refused when the pack is read, so callers read the pack back before they rely on it.
+    /// Fails like [`PackEncoder::push_chunk`], with [`PackError::EncodedFrameUnsupported`]
+    /// for the codecs the container implements itself, and with
+    /// [`PackError::FrameEncode`] for an empty frame.
+    pub fn push_encoded_frame(
+        &mut self,
+        start: Timestamp,
+        frame: &[u8],
+        plain_len: u32,
+    ) -> Result<Vec<u8>, PackError> {
+        if self.frame_codec.is_none() {
+            return Err(PackError::EncodedFrameUnsupported {
+                codec: self.header.codec(),
+            });
+        }
+        let (chunk, plain_len, sample_count) = self.check_chunk(start, plain_len as usize)?;
+        if frame.is_empty() {
+            return Err(PackError::FrameEncode {
+                chunk,
+                source: CodecError::new("the encoded frame is empty"),
+            });
+        }
+        self.push_payload(
+            start,
+            chunk,
+            plain_len,
+            sample_count,
+            frame,
+            crc32c::crc32c(frame),
+        )
+    }
+
+    /// Checks a chunk of `len` PCM bytes starting at `start` against the limits and the
+    /// previous chunk; returns its number, plain length and sample count.
+    fn check_chunk(&self, start: Timestamp, len: usize) -> Result<(u32, u32, u32), PackError> {
         let chunk = self.chunk_count();
         if chunk >= MAX_CHUNKS {
             return Err(PackError::TooManyChunks { max: MAX_CHUNKS });
         }
-        if pcm.is_empty() {
+        if len == 0 {
             return Err(PackError::EmptyChunk { chunk });
         }
         let block_align = self.header.block_align();
-        let plain_len = match u32::try_from(pcm.len()) {
+        let plain_len = match u32::try_from(len) {
             Ok(len) if len <= MAX_CHUNK_BYTES => len,
             _ => {
                 return Err(PackError::ChunkTooLong {
                     chunk,
-                    len: pcm.len(),
+                    len,
                     max: MAX_CHUNK_BYTES,
                 });
             }
@@ -236,7 +299,7 @@ impl PackEncoder {
         if plain_len % block_align != 0 {
             return Err(PackError::MisalignedPcm {
                 chunk,
-                len: pcm.len(),
+                len,
                 block_align,
             });
         }
@@ -256,29 +319,20 @@ impl PackEncoder {
             .checked_add(self.header.duration_ms(sample_count))
             .and_then(Timestamp::from_millis)
             .ok_or(PackError::EndOutOfRange { chunk, start })?;
+        Ok((chunk, plain_len, sample_count))
+    }
 
-        let encoded;
-        let payload: &[u8] = match (&mut self.compressor, &self.frame_codec) {
-            (Some(c), _) => {
-                encoded = c
-                    .compress(pcm)
-                    .map_err(|reason| PackError::Compress { chunk, reason })?;
-                &encoded
-            }
-            (None, Some(codec)) => {
-                encoded = codec
-                    .encode(pcm)
-                    .map_err(|source| PackError::FrameEncode { chunk, source })?;
-                if encoded.is_empty() {
-                    return Err(PackError::FrameEncode {
-                        chunk,
-                        source: CodecError::new("the frame codec returned an empty frame"),
-                    });
-                }
-                &encoded
-            }
-            (None, None) => pcm,
-        };
+    /// Seals (when sealing) and records one checked chunk whose stored payload is `payload`;
+    /// `crc32c` goes into the entry of a plaintext pack.
+    fn push_payload(
+        &mut self,
+        start: Timestamp,
+        chunk: u32,
+        plain_len: u32,
+        sample_count: u32,
+        payload: &[u8],
+        crc32c: u32,
+    ) -> Result<Vec<u8>, PackError> {
         let overhead = self.sealer.as_ref().map_or(0, |s| s.overhead());
         let stored_len = payload
             .len()
@@ -286,7 +340,7 @@ impl PackEncoder {
             .and_then(|n| u32::try_from(n).ok())
             .ok_or(PackError::ChunkTooLong {
                 chunk,
-                len: pcm.len(),
+                len: plain_len as usize,
                 max: MAX_CHUNK_BYTES,
             })?;
         let offset = if self.entries.is_empty() {
@@ -300,15 +354,7 @@ impl PackEncoder {
             offset,
             stored_len,
             plain_len,
-            crc32c: if self.sealer.is_some() {
-                0
-            } else if self.frame_codec.is_some() {
-                // The encoder cannot know the decoded PCM of a lossy codec: the CRC covers the
-                // stored frame (docs/FORMAT.md, "Codec 2: Opus").
-                crc32c::crc32c(payload)
-            } else {
-                crc32c::crc32c(pcm)
-            },
+            crc32c: if self.sealer.is_some() { 0 } else { crc32c },
         };
         let mut out = Vec::with_capacity(HEADER_LEN + stored_len as usize);
         if self.entries.is_empty() {

@@ -321,6 +321,15 @@ pub enum PackError {
         /// The pack's codec.
         codec: Codec,
     },
+    /// [`super::PackEncoder::push_encoded_frame`] on a pack whose codec the container
+    /// implements itself (PCM, zstd): its frames are made from the PCM.
+    #[error(
+        "the pack's frames are {codec}, which the container encodes itself; an encoded frame can only be given for a codec coded by a frame codec (Opus)"
+    )]
+    EncodedFrameUnsupported {
+        /// The pack's codec.
+        codec: Codec,
+    },
     /// The frame codec failed to encode a chunk (or returned an empty frame).
     #[error("chunk {chunk}: frame encoding failed: {source}")]
     FrameEncode {

@@ -1,5 +1,6 @@
 //! The reader side: trailer, index and single frames, from a tail buffer plus ranged reads.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
@@ -564,15 +565,31 @@ impl PackIndex {
         opener: Option<&dyn SegmentOpener>,
         codec: Option<&dyn FrameCodec>,
     ) -> Result<Vec<u8>, PackError> {
-        let codec = match (self.header.codec().needs_frame_codec(), codec) {
-            (true, None) => {
-                return Err(PackError::CodecRequired {
-                    codec: self.header.codec(),
-                });
-            }
-            (true, codec) => codec,
-            (false, _) => None,
-        };
+        if self.header.codec().needs_frame_codec() && codec.is_none() {
+            return Err(PackError::CodecRequired {
+                codec: self.header.codec(),
+            });
+        }
+        let payload = self.open_frame(chunk, frame, opener)?;
+        self.decode_payload(chunk, &payload, codec)
+    }
+
+    /// Opens chunk `chunk`'s frame bytes (exactly [`PackIndex::frame_range`]) without decoding
+    /// them: checks the length, unseals a sealed pack's frame (authenticated as in
+    /// [`PackIndex::decode_frame`]), and returns the stored payload (borrowed from `frame` for
+    /// a plaintext pack) — raw PCM, a zstd frame, or
+    /// the frame codec's frame. For an Opus pack that payload can go unchanged into another
+    /// pack ([`super::PackEncoder::push_encoded_frame`]).
+    ///
+    /// In a plaintext Opus pack the entry's CRC-32C covers this payload and is checked here; in
+    /// PCM and zstd packs it covers the decoded PCM and is checked by
+    /// [`PackIndex::decode_payload`].
+    pub fn open_frame<'f>(
+        &self,
+        chunk: usize,
+        frame: &'f [u8],
+        opener: Option<&dyn SegmentOpener>,
+    ) -> Result<Cow<'f, [u8]>, PackError> {
         let entry = self.entries.get(chunk).ok_or(PackError::NoSuchChunk {
             chunk,
             count: self.entries.len(),
@@ -586,12 +603,11 @@ impl PackIndex {
                 got: frame.len() as u64,
             });
         }
-        let opened;
-        let payload: &[u8] = match opener {
-            None => frame,
+        let payload = match opener {
+            None => Cow::Borrowed(frame),
             Some(opener) => {
                 let aad = frame_aad(&self.header_bytes, entry);
-                opened =
+                let opened =
                     opener
                         .open(counter, &aad, frame, false)
                         .map_err(|source| PackError::Open {
@@ -607,9 +623,38 @@ impl PackIndex {
                         got: opened.len() as u64,
                     });
                 }
-                &opened
+                Cow::Owned(opened)
             }
         };
+        if self.header.codec().needs_frame_codec() && !self.header.is_encrypted() {
+            let computed = crc32c::crc32c(&payload);
+            if computed != entry.crc32c {
+                return Err(PackError::Checksum {
+                    part: PackPart::Frame { chunk: counter },
+                    offset: entry.offset,
+                    stored: entry.crc32c,
+                    computed,
+                });
+            }
+        }
+        Ok(payload)
+    }
+
+    /// Decodes chunk `chunk` from its payload as [`PackIndex::open_frame`] returned it, to
+    /// exactly the entry's plain length of PCM16LE; `codec` decodes an Opus payload (else
+    /// [`PackError::CodecRequired`]). In a plaintext PCM or zstd pack the decoded PCM must match
+    /// the entry's CRC-32C.
+    pub fn decode_payload(
+        &self,
+        chunk: usize,
+        payload: &[u8],
+        codec: Option<&dyn FrameCodec>,
+    ) -> Result<Vec<u8>, PackError> {
+        let entry = self.entries.get(chunk).ok_or(PackError::NoSuchChunk {
+            chunk,
+            count: self.entries.len(),
+        })?;
+        let counter = chunk as u32;
         let pcm = match self.header.codec() {
             Codec::Pcm16Le => {
                 if payload.len() as u64 != u64::from(entry.plain_len) {
@@ -629,17 +674,6 @@ impl PackIndex {
                 })?
             }
             Codec::Opus => {
-                if !self.header.is_encrypted() {
-                    let computed = crc32c::crc32c(payload);
-                    if computed != entry.crc32c {
-                        return Err(PackError::Checksum {
-                            part: PackPart::Frame { chunk: counter },
-                            offset: entry.offset,
-                            stored: entry.crc32c,
-                            computed,
-                        });
-                    }
-                }
                 let Some(codec) = codec else {
                     return Err(PackError::CodecRequired { codec: Codec::Opus });
                 };
@@ -658,7 +692,7 @@ impl PackIndex {
                         got: pcm.len() as u64,
                     });
                 }
-                // The stored frame's CRC was checked above.
+                // The stored frame's CRC was checked by open_frame.
                 return Ok(pcm);
             }
         };

@@ -833,3 +833,136 @@ fn frame_codec_configuration_is_checked() {
         vec![1, 2]
     );
 }
+
+/// Copies every frame of `object` (opened with `opener`) into a new pack sealed with `sealer`,
+/// without decoding, dropping the chunks `drop` selects.
+fn copy_frames(
+    object: &[u8],
+    opener: Option<&Fake>,
+    sealer: Option<Fake>,
+    drop: impl Fn(usize) -> bool,
+) -> Result<Vec<u8>, PackError> {
+    let opener = opener.map(|o| o as &dyn SegmentOpener);
+    let index = PackIndex::from_object(object, opener)?;
+    let sealer = sealer.map(|s| Box::new(s) as Box<dyn SegmentSealer>);
+    let mut enc = PackEncoder::with_codec(OPUS, sealer, Box::new(Reverse))?;
+    let mut out = Vec::new();
+    for i in (0..index.len()).filter(|&i| !drop(i)) {
+        let payload = index.open_frame(i, index.frame_bytes(i, object)?, opener)?;
+        let entry = index.entries()[i];
+        out.extend(enc.push_encoded_frame(entry.start, &payload, entry.plain_len)?);
+    }
+    out.extend(enc.finish()?);
+    Ok(out)
+}
+
+#[test]
+fn encoded_frames_are_copied_without_decoding() {
+    let chunks = vec![
+        (1_000, speechy(3_200, 1)),
+        (5_000, speechy(1_602, 2)),
+        (9_999, speechy(2, 3)),
+    ];
+    let plain = encode_with(Box::new(Reverse), None, &chunks).unwrap();
+    // Copying every frame of a plaintext pack gives the very same bytes.
+    assert_eq!(copy_frames(&plain, None, None, |_| false).unwrap(), plain);
+    // Dropping a chunk and sealing: the others decode as before, with their timing.
+    let fake = Fake::new(4);
+    let sealed = copy_frames(&plain, None, Some(fake.clone()), |i| i == 1).unwrap();
+    let opener = Some(&fake as &dyn SegmentOpener);
+    let index = PackIndex::from_object(&sealed, opener).unwrap();
+    assert_eq!(index.len(), 2);
+    for (i, (start, pcm)) in [&chunks[0], &chunks[2]].into_iter().enumerate() {
+        assert_eq!(index.entries()[i].start.as_millis(), *start);
+        let frame = index.frame_bytes(i, &sealed).unwrap();
+        assert_eq!(
+            &index
+                .decode_frame_with(i, frame, opener, Some(&Reverse))
+                .unwrap(),
+            pcm
+        );
+        // The opened payload is the codec's frame, unchanged.
+        assert_eq!(
+            index.open_frame(i, frame, opener).unwrap().as_ref(),
+            &Reverse.encode(pcm).unwrap()[..]
+        );
+    }
+    // And back from sealed to plaintext: the original pack without chunk 1, byte for byte.
+    let back = copy_frames(&sealed, Some(&fake), None, |_| false).unwrap();
+    let expected = encode_with(
+        Box::new(Reverse),
+        None,
+        &[chunks[0].clone(), chunks[2].clone()],
+    )
+    .unwrap();
+    assert_eq!(back, expected);
+}
+
+#[test]
+fn encoded_frames_are_checked_like_chunks() {
+    // Only a frame-codec pack takes encoded frames.
+    let mut zstd = PackEncoder::new(ZSTD, None).unwrap();
+    assert!(matches!(
+        zstd.push_encoded_frame(ts(0), &[1, 2, 3], 2),
+        Err(PackError::EncodedFrameUnsupported {
+            codec: Codec::ZstdPcm16Le
+        })
+    ));
+    let mut enc = PackEncoder::with_codec(OPUS, None, Box::new(Reverse)).unwrap();
+    assert!(matches!(
+        enc.push_encoded_frame(ts(0), &[], 2),
+        Err(PackError::FrameEncode { chunk: 0, .. })
+    ));
+    assert!(matches!(
+        enc.push_encoded_frame(ts(0), &[1], 0),
+        Err(PackError::EmptyChunk { chunk: 0 })
+    ));
+    assert!(matches!(
+        enc.push_encoded_frame(ts(0), &[1], 3),
+        Err(PackError::MisalignedPcm { chunk: 0, .. })
+    ));
+    assert!(matches!(
+        enc.push_encoded_frame(ts(0), &[1], MAX_CHUNK_BYTES + 2),
+        Err(PackError::ChunkTooLong { chunk: 0, .. })
+    ));
+    assert_eq!((enc.chunk_count(), enc.bytes_written()), (0, 0));
+    // 32 000 bytes = 1 s at 16 kHz: the next chunk may not start before 1 000 ms.
+    enc.push_encoded_frame(ts(0), &[1, 0xa5], 32_000).unwrap();
+    assert!(matches!(
+        enc.push_encoded_frame(ts(999), &[1, 0xa5], 2),
+        Err(PackError::Overlap { chunk: 1, .. })
+    ));
+    enc.push_encoded_frame(ts(1_000), &[1, 0xa5], 2).unwrap();
+    assert_eq!(enc.chunk_count(), 2);
+}
+
+proptest! {
+    #[test]
+    fn prop_copying_frames_keeps_the_audio(
+        chunks in chunk_list(),
+        from_sealed in any::<bool>(),
+        to_sealed in any::<bool>(),
+        drop_mask in any::<u8>(),
+    ) {
+        // The toy codec refuses chunks starting with 0xee.
+        prop_assume!(chunks.iter().all(|(_, pcm)| pcm.first() != Some(&0xee)));
+        let from = from_sealed.then(|| Fake::new(1));
+        let object = encode_with(Box::new(Reverse), from.clone(), &chunks).unwrap();
+        let drop = |i: usize| drop_mask & (1 << (i % 8)) != 0 && i + 1 < chunks.len();
+        let to = to_sealed.then(|| Fake::new(2));
+        let copied = copy_frames(&object, from.as_ref(), to.clone(), drop).unwrap();
+        let opener = to.as_ref().map(|f| f as &dyn SegmentOpener);
+        let index = PackIndex::from_object(&copied, opener).unwrap();
+        let kept: Vec<&(u64, Vec<u8>)> =
+            chunks.iter().enumerate().filter(|(i, _)| !drop(*i)).map(|(_, c)| c).collect();
+        prop_assert_eq!(index.len(), kept.len());
+        for (i, (start, pcm)) in kept.into_iter().enumerate() {
+            prop_assert_eq!(index.entries()[i].start.as_millis(), *start);
+            let frame = index.frame_bytes(i, &copied).unwrap();
+            prop_assert_eq!(
+                &index.decode_frame_with(i, frame, opener, Some(&Reverse)).unwrap(),
+                pcm
+            );
+        }
+    }
+}
