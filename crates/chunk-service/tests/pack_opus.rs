@@ -229,7 +229,11 @@ mod with_libopus {
                 .delete(&uid, &conv, &[ts(T0 + 5 * CHUNK_MS)])
                 .await
                 .unwrap();
-            assert_eq!(report.written.len(), 1, "the pack was rewritten: {report:?}");
+            assert_eq!(
+                report.written.len(),
+                1,
+                "the pack was rewritten: {report:?}"
+            );
             assert!(
                 chunk_audio(&service, &uid, &conv, &kept).await == before,
                 "{level:?}: a chunk's audio changed when its pack was rewritten"

@@ -626,18 +626,28 @@ impl PackIndex {
                 Cow::Owned(opened)
             }
         };
-        if self.header.codec().needs_frame_codec() && !self.header.is_encrypted() {
-            let computed = crc32c::crc32c(&payload);
-            if computed != entry.crc32c {
-                return Err(PackError::Checksum {
-                    part: PackPart::Frame { chunk: counter },
-                    offset: entry.offset,
-                    stored: entry.crc32c,
-                    computed,
-                });
-            }
+        if self.header.codec().needs_frame_codec() {
+            self.check_crc(counter, entry, &payload)?;
         }
         Ok(payload)
+    }
+
+    /// In a plaintext pack, checks `bytes` (the decoded PCM, or an Opus frame) against the
+    /// entry's CRC-32C; sealed packs carry no CRC (the AEAD tag covers the frame).
+    fn check_crc(&self, chunk: u32, entry: &IndexEntry, bytes: &[u8]) -> Result<(), PackError> {
+        if self.header.is_encrypted() {
+            return Ok(());
+        }
+        let computed = crc32c::crc32c(bytes);
+        if computed != entry.crc32c {
+            return Err(PackError::Checksum {
+                part: PackPart::Frame { chunk },
+                offset: entry.offset,
+                stored: entry.crc32c,
+                computed,
+            });
+        }
+        Ok(())
     }
 
     /// Decodes chunk `chunk` from its payload as [`PackIndex::open_frame`] returned it, to
@@ -696,17 +706,7 @@ impl PackIndex {
                 return Ok(pcm);
             }
         };
-        if !self.header.is_encrypted() {
-            let computed = crc32c::crc32c(&pcm);
-            if computed != entry.crc32c {
-                return Err(PackError::Checksum {
-                    part: PackPart::Frame { chunk: counter },
-                    offset: entry.offset,
-                    stored: entry.crc32c,
-                    computed,
-                });
-            }
-        }
+        self.check_crc(counter, entry, &pcm)?;
         Ok(pcm)
     }
 }
