@@ -101,6 +101,16 @@ pub(crate) fn run(config: &Config) -> Result<()> {
     let root = crate::workspace_root()?;
     let mut steps = Steps::default();
     eprintln!("xtask: {}", disk_report(&root));
+    if let Ok(free) = free_bytes(&root)
+        && free < LOW_DISK_BYTES
+    {
+        eprintln!(
+            "xtask: warning: only {:.1} GiB free on the build's disk; a run from a clean \
+             checkout fills about 3 GiB (target/ 1.8, fuzz/target/ 1.2). A full disk shows up as \
+             a linker crash or 'No space left on device' in whichever step it hits.",
+            free as f64 / (1u64 << 30) as f64
+        );
+    }
     let result = run_steps(config, &root, &mut steps);
     eprintln!("\n{}", steps.summary());
     eprintln!("xtask: {}", disk_report(&root));
@@ -192,6 +202,10 @@ fn run_steps(config: &Config, root: &Path, steps: &mut Steps) -> Result<()> {
     }
     Ok(())
 }
+
+/// Free space below which `ci` warns before it starts: a clean run needs about 3 GiB
+/// (measured 2026-11-28: target/ 1.8 GiB, fuzz/target/ 1.2 GiB), plus room for the S3 data.
+const LOW_DISK_BYTES: u64 = 5 << 30;
 
 /// One line on disk use: the size of the build directories and the space left on their
 /// disk. A CI machine once ran out of disk in the middle of a run; this line shows how close
