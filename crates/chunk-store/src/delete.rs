@@ -1,5 +1,6 @@
 //! Deletes: batches of objects through OpenDAL's `Deleter`, and verified prefix purges.
 
+use crate::durable::sync_after_delete;
 use crate::error::{Result, StoreError, StoreOp};
 use crate::list::{Found, PrefixLister};
 use crate::path::{check_object_path, check_prefix};
@@ -20,7 +21,8 @@ const SAMPLE: usize = 10;
 impl Store {
     /// Deletes the objects at `paths` in as few requests as the backend allows (S3: 1000 per
     /// request) and returns how many paths were submitted. Deleting a missing object is not an
-    /// error. Every path is checked before anything is deleted.
+    /// error. Every path is checked before anything is deleted. On fs the objects'
+    /// directories are synced afterwards, so the deletes survive a power loss.
     pub async fn delete_many<I>(&self, paths: I) -> Result<usize>
     where
         I: IntoIterator,
@@ -50,6 +52,8 @@ impl Store {
             .close()
             .await
             .map_err(|err| StoreError::backend(StoreOp::Delete, first.as_ref(), err))?;
+        let deleted: Vec<String> = paths.iter().map(|p| p.as_ref().to_owned()).collect();
+        sync_after_delete(self.inner.fs_dirs.as_ref(), deleted, false).await?;
         Ok(paths.len())
     }
 
@@ -58,11 +62,12 @@ impl Store {
     /// if anything is left. The trailing `/` keeps `chunks/u1/` from touching `chunks/u10/`.
     ///
     /// Objects are deleted as the listing streams (bounded memory). On fs the emptied
-    /// directories are removed too, so no directory named after a user or conversation stays.
+    /// directories are removed too, so no directory named after a user or conversation stays,
+    /// and the directories left are synced so the purge survives a power loss.
     pub async fn purge_prefix(&self, prefix: &str) -> Result<PurgeReport> {
         check_prefix(prefix, false)?;
         let mut report = PurgeReport::default();
-        let mut dirs = Vec::new();
+        let mut dirs: Vec<String> = Vec::new();
         {
             let mut lister = PrefixLister::new(self, prefix, true).await?;
             let mut deleter = self
@@ -89,7 +94,17 @@ impl Store {
                 .map_err(|err| StoreError::backend(StoreOp::Delete, prefix, err))?;
         }
         if self.scheme() == "fs" {
-            report.dirs_removed = self.remove_empty_dirs(prefix, dirs).await;
+            report.dirs_removed = self.remove_empty_dirs(prefix, dirs.clone()).await;
+            // The unlinks happened in the listed directories (now mostly removed) and the
+            // removals in their parents: sync what is left of each, up to the root. (A
+            // directory path ends with `/`; the `.` stands for an entry inside it.)
+            let changed = dirs
+                .iter()
+                .map(String::as_str)
+                .chain([prefix])
+                .map(|dir| format!("{dir}."))
+                .collect();
+            sync_after_delete(self.inner.fs_dirs.as_ref(), changed, true).await?;
         }
         let mut lister = PrefixLister::new(self, prefix, true).await?;
         let mut remaining = 0;

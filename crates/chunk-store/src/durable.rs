@@ -10,6 +10,9 @@
 //! their parents), and reports a failed sync as an error: the batch stays in the spool, and the
 //! replay's identical-content write syncs again.
 //!
+//! Deletes sync the directories they changed too, so a deleted recording does not come back
+//! after a power loss ([`Store::delete_many`], [`Store::purge_prefix`]).
+//!
 //! A writer killed between its first piece and its close leaves its temporary file in
 //! `<root>/.chunkvault-tmp/` (never visible to listings). [`Store::sweep_fs_temp`] removes the
 //! ones older than a given age; the recorder calls it when it starts.
@@ -72,6 +75,53 @@ pub(crate) async fn sync_object_dirs(dirs: Option<&FsDirs>, path: &str) -> Resul
                 dir: dir.clone(),
                 source,
             })?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Syncs, on fs, the directories that deletes of `paths` changed: each object's own
+/// directory, so an unlinked object does not come back after a power loss. With
+/// `upwards`, each of their ancestors up to the root too (a purge also removes directories).
+/// Directories that no longer exist are skipped.
+pub(crate) async fn sync_after_delete(
+    dirs: Option<&FsDirs>,
+    paths: Vec<String>,
+    upwards: bool,
+) -> Result<()> {
+    let Some(dirs) = dirs else {
+        return Ok(());
+    };
+    let root = dirs.root.clone();
+    run_blocking(move || {
+        let mut todo: Vec<(PathBuf, &str)> = Vec::new();
+        for path in &paths {
+            let mut chain = object_dirs(&root, path);
+            if !upwards {
+                chain.truncate(1);
+            }
+            for dir in chain {
+                if !todo.iter().any(|(seen, _)| *seen == dir) {
+                    todo.push((dir, path));
+                }
+            }
+        }
+        // Deepest first, so a parent is synced after the removals inside it.
+        todo.sort_by_key(|(dir, _)| std::cmp::Reverse(dir.components().count()));
+        for (dir, path) in todo {
+            match sync_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StoreError::LocalIo {
+                        path: path.to_owned(),
+                        what: "sync of directory after delete",
+                        dir,
+                        source,
+                    });
+                }
+            }
         }
         Ok(())
     })
@@ -283,6 +333,31 @@ mod tests {
         assert_eq!(
             memory.sweep_fs_temp(Duration::ZERO).await?,
             TempSweep::default()
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn syncs_after_delete_skip_directories_that_are_gone() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(io("tempdir"))?;
+        std::fs::create_dir_all(dir.path().join("a/b")).map_err(io("mkdir"))?;
+        let dirs = FsDirs {
+            root: dir.path().to_path_buf(),
+            temp: dir.path().join(crate::FS_TMP_DIR),
+        };
+        let paths = vec!["a/b/x".to_owned(), "gone/away/y".to_owned()];
+        sync_after_delete(Some(&dirs), paths.clone(), false).await?;
+        sync_after_delete(Some(&dirs), paths.clone(), true).await?;
+        sync_after_delete(None, paths, true).await?;
+        // Even a root that is gone has nothing left to sync.
+        let missing = FsDirs {
+            root: PathBuf::from("/nonexistent-chunkvault-root"),
+            temp: PathBuf::from("/nonexistent-chunkvault-root/.chunkvault-tmp"),
+        };
+        let err = sync_after_delete(Some(&missing), vec!["a/b".to_owned()], true).await;
+        assert!(
+            err.is_ok(),
+            "directories that are gone are skipped: {err:?}"
         );
         Ok(())
     }
