@@ -198,10 +198,10 @@ impl ChunkService {
         let path = layout::chunk_path(uid, conversation, &name);
         let store = &self.inner.store;
         if store.stat(&path).await?.is_some() {
-            return self
-                .verify_pack(uid, &path, &chunks)
-                .await
-                .map(|()| (path, false));
+            self.verify_pack(uid, &path, &chunks).await?;
+            // Found, not written: its writer may have died between rename and sync.
+            store.make_durable(&path).await?;
+            return Ok((path, false));
         }
         match self
             .stream_pack(uid, &path, &inputs, level, PutMode::CreateOnly)

@@ -219,10 +219,10 @@ impl ChunkService {
         let path = layout::chunk_path(uid, conversation, name);
         // A cheap probe first, so an identical retry costs a stat and a read, not a rewrite.
         if store.stat(&path).await?.is_some() {
-            return self
-                .verify_existing(&path, chunks, key)
-                .await
-                .map(|()| (path, false));
+            self.verify_existing(&path, chunks, key).await?;
+            // Found, not written: its writer may have died between rename and sync.
+            store.make_durable(&path).await?;
+            return Ok((path, false));
         }
         let result = async {
             let mut writer = store.writer(&path, PutMode::CreateOnly).await?;

@@ -59,6 +59,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Makes an existing object's name durable: on fs, syncs the directories from the
+    /// object's up to the root (on other backends a confirmed write is already durable, and
+    /// this does nothing). For callers that find an object already stored and take that as
+    /// their write having succeeded — a retry, a spool replay — since the earlier writer may
+    /// have stopped between its rename and its sync.
+    ///
+    /// Errors: [`StoreError::LocalIo`] when a directory cannot be synced.
+    pub async fn make_durable(&self, path: &str) -> Result<()> {
+        crate::path::check_object_path(path)?;
+        sync_object_dirs(self.inner.fs_dirs.as_ref(), path).await
+    }
+}
+
 /// Syncs, on fs, the directories of the object at `path` after its write: the object's own
 /// directory and each one above it up to the store root.
 pub(crate) async fn sync_object_dirs(dirs: Option<&FsDirs>, path: &str) -> Result<()> {
@@ -298,6 +312,11 @@ mod tests {
             "{again:?}"
         );
         assert_eq!(store.read("chunks/u/c/1.000.bin").await?, &b"pcm"[..]);
+        store.make_durable("chunks/u/c/1.000.bin").await?;
+        assert!(matches!(
+            store.make_durable("../escape").await,
+            Err(StoreError::BadPath { .. })
+        ));
 
         // What killed writers leave: one old temp file, one of a write still going on.
         let temp = dir
