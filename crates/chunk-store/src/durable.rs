@@ -289,7 +289,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_fs_store_syncs_on_close_and_sweeps_only_old_temp_files() -> Result<()> {
+    // The directory syncs themselves cannot be seen from a test (strace of the CLI shows
+    // them); this checks what surrounds them: writes, retries and sweeps on a real fs store.
+    async fn an_fs_store_sweeps_only_old_temp_files_and_keeps_its_objects() -> Result<()> {
         let dir = tempfile::tempdir().map_err(io("tempdir"))?;
         let store = Store::from_uri(&format!("fs://{}", dir.path().display()))?;
         store
