@@ -229,6 +229,14 @@ struct Piece {
     enhanced: bool,
 }
 
+/// How a piece's chunk lengths are read: milliseconds (16 samples each, so every boundary is
+/// a whole millisecond) or samples (boundaries anywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Millis,
+    Samples,
+}
+
 fn piece() -> impl Strategy<Value = Piece> {
     (
         prop::sample::select(vec![0u64, 0, 5, 250, 3_000, 40_000]),
@@ -245,6 +253,13 @@ fn piece() -> impl Strategy<Value = Piece> {
 }
 
 async fn compaction_case(pieces: Vec<Piece>, target_s: u64) {
+    compaction_case_in(pieces, target_s, Unit::Millis).await;
+}
+
+/// Uploads `pieces` (each chunk's length in `unit`) and checks that compacting them into packs
+/// of `target_s` seconds changes no range download. With [`Unit::Samples`] a chunk is named at
+/// the millisecond its first sample falls in.
+async fn compaction_case_in(pieces: Vec<Piece>, target_s: u64, unit: Unit) {
     let store = Store::from_uri("memory://").unwrap();
     let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Standard));
     let make = |layout| {
@@ -261,21 +276,29 @@ async fn compaction_case(pieces: Vec<Piece>, target_s: u64) {
     };
     let (omi, packs) = (make(BatchLayout::Omi), make(BatchLayout::Pack));
     let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
-    let mut at = 1_786_961_845_727u64;
+    // The recording's clock, in samples at 16 kHz since the epoch.
+    let mut at = 1_786_961_845_727u64 * 16;
     for (n, piece) in pieces.iter().enumerate() {
-        at += piece.gap_ms;
+        at += piece.gap_ms * 16;
         let level = if piece.enhanced {
             ProtectionLevel::Enhanced
         } else {
             ProtectionLevel::Standard
         };
-        // Chunks of whole milliseconds (16 samples each), back to back.
+        // Chunks back to back, each named by the millisecond its first sample falls in (so a
+        // chunk after a boundary off a whole millisecond overlaps its predecessor by under a
+        // millisecond, as a recorder that floors its timestamps makes them).
         let chunks: Vec<Chunk> = piece
             .chunks
             .iter()
-            .map(|&ms| {
-                let chunk = Chunk::new(ts(at), vec![(n * 7 + 1) as u8; (ms * 32) as usize]);
-                at += ms;
+            .map(|&len| {
+                let samples = match unit {
+                    Unit::Millis => len * 16,
+                    Unit::Samples => len,
+                };
+                let chunk =
+                    Chunk::new(ts(at / 16), vec![(n * 7 + 1) as u8; (samples * 2) as usize]);
+                at += samples;
                 chunk
             })
             .collect();
@@ -306,15 +329,86 @@ async fn compaction_case(pieces: Vec<Piece>, target_s: u64) {
 }
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .map_or(16, |n| n.min(100));
-    ProptestConfig::with_cases(cases)
+    ProptestConfig::with_cases(chunkvault_tests::expensive_proptest_cases(16, 100))
+}
+
+/// The minimal input of issue 12 (CI's failing case): an object whose audio ends exactly at
+/// the start of a 5 s window used to start that window's clock, so the download before
+/// compaction began with 5 ms of silence that the one after it (exact pack bounds) did not.
+#[tokio::test]
+async fn compaction_regression_audio_ending_at_a_window_start() {
+    let piece = |gap_ms, chunks: &[u64], enhanced| Piece {
+        gap_ms,
+        chunks: chunks.to_vec(),
+        layout: 0,
+        enhanced,
+    };
+    compaction_case(
+        vec![
+            piece(0, &[80, 800, 1], false),
+            piece(5, &[1, 16, 80], false),
+            piece(40_000, &[16, 800, 800, 800], false),
+            piece(0, &[1, 800, 800], true),
+            piece(5, &[1], false),
+        ],
+        1,
+    )
+    .await;
+}
+
+/// Chunk boundaries half a millisecond off (8 samples at 16 kHz) where a later object
+/// overlaps: compaction used to round the resumed audio's start up to the next millisecond and
+/// drop the 8 samples in between.
+#[tokio::test]
+async fn compaction_regression_overlap_ending_off_a_whole_millisecond() {
+    for layout in 0..3 {
+        let piece = |gap_ms, chunks: &[u64]| Piece {
+            gap_ms,
+            chunks: chunks.to_vec(),
+            layout,
+            enhanced: false,
+        };
+        // 80,024 samples (5.0015 s), then a chunk named at 5.001 s, overlapping by 8 samples.
+        compaction_case_in(
+            vec![piece(0, &[80_000, 24]), piece(0, &[1_600])],
+            600,
+            Unit::Samples,
+        )
+        .await;
+    }
+}
+
+fn samples_piece() -> impl Strategy<Value = Piece> {
+    (
+        prop::sample::select(vec![0u64, 0, 5, 250, 3_000]),
+        prop::collection::vec(
+            prop::sample::select(vec![1u64, 8, 15, 16, 24, 1_000, 1_280, 12_808, 80_000]),
+            1..5,
+        ),
+        0u8..3,
+        any::<bool>(),
+    )
+        .prop_map(|(gap_ms, chunks, layout, enhanced)| Piece {
+            gap_ms,
+            chunks,
+            layout,
+            enhanced,
+        })
 }
 
 proptest! {
     #![proptest_config(config())]
+
+    /// As `prop_compaction_keeps_every_range_download`, with chunks of any number of samples,
+    /// so boundaries fall off whole milliseconds and recordings overlap by fractions of one.
+    #[test]
+    fn prop_compaction_keeps_downloads_with_boundaries_off_whole_ms(
+        pieces in prop::collection::vec(samples_piece(), 1..8),
+        target_s in prop::sample::select(vec![1u64, 10, 600]),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(compaction_case_in(pieces, target_s, Unit::Samples));
+    }
 
     #[test]
     fn prop_compaction_keeps_every_range_download(

@@ -394,6 +394,13 @@ impl ChunkService {
     /// Places runs like a download does (earlier audio wins where they overlap) and returns
     /// chunks that do not overlap, ready for a pack. A run that loses audio to an overlap
     /// loses its Opus container too (it no longer decodes to the kept PCM).
+    ///
+    /// A pack chunk starts on a whole millisecond, but placed audio can end between two (a
+    /// chunk of 8 samples at 16 kHz ends half a millisecond in). The part of a trimmed run up to
+    /// the next instant that is both a whole millisecond and a whole sample therefore extends
+    /// the chunk placed last, which ends exactly where the run resumes; the rest starts a new
+    /// chunk at that instant. Rounding the resumed chunk's start instead would drop those
+    /// samples, which downloads before compaction serve.
     fn trim_overlaps(&self, runs: Vec<Run>) -> Vec<PackInput> {
         let rate = u64::from(self.inner.config.pack.sample_rate.max(1));
         let mut out: Vec<PackInput> = Vec::new();
@@ -414,10 +421,23 @@ impl ChunkService {
             {
                 let drop = ((end - start) * 2).min(pcm.len() as u64) as usize;
                 pcm = pcm.slice(drop..);
-                // The trimmed chunk starts where the placed audio ends, rounded up to a ms.
-                start_ms = (end * 1000).div_ceil(rate);
-                let extra = ((start_ms * rate / 1000).saturating_sub(end) * 2) as usize;
-                pcm = pcm.slice(extra.min(pcm.len())..);
+                if pcm.is_empty() {
+                    continue;
+                }
+                // The rest resumes exactly at `end`, right after the last chunk in `out`.
+                start_ms = next_exact_ms(end, rate);
+                let head = (((start_ms * rate / 1000) - end) * 2).min(pcm.len() as u64) as usize;
+                if head > 0
+                    && let Some(last) = out.last_mut()
+                {
+                    let mut joined = Vec::with_capacity(last.pcm.len() + head);
+                    joined.extend_from_slice(&last.pcm);
+                    joined.extend_from_slice(&pcm[..head]);
+                    last.pcm = Bytes::from(joined);
+                    last.opus = None;
+                    cursor = Some(end + head as u64 / 2);
+                }
+                pcm = pcm.slice(head..);
             }
             if pcm.is_empty() {
                 continue;
@@ -438,6 +458,21 @@ impl ChunkService {
         }
         out
     }
+}
+
+/// The first instant at or after sample `position` (samples since the epoch at `rate`) that is
+/// a whole millisecond falling on a whole sample, in milliseconds. At 16 kHz that is every
+/// millisecond; at 44.1 kHz every tenth.
+fn next_exact_ms(position: u64, rate: u64) -> u64 {
+    let step = 1000 / gcd(rate, 1000);
+    (position * 1000).div_ceil(rate).div_ceil(step) * step
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Audio from one source, placed at `start_ms`; `opus` is the Omi Opus container it was

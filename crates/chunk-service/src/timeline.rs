@@ -43,8 +43,8 @@ pub(crate) struct Timeline {
     cursor: Option<i128>,
     /// Exclusive end of the output in samples from the origin.
     clip_end: Option<i128>,
-    /// Bytes still to drop from the head of the current object (overlap or before-origin).
-    skip: u64,
+    /// Position of the next sample of the current object, in samples from the origin.
+    next: i128,
     emitted_any: bool,
 }
 
@@ -64,7 +64,7 @@ impl Timeline {
             origin_ms,
             cursor: leading.then_some(0),
             clip_end: None,
-            skip: 0,
+            next: 0,
             emitted_any: false,
         }
     }
@@ -82,24 +82,19 @@ impl Timeline {
 
     /// Starts a new object (or pack chunk) whose audio begins at `start_ms`; returns the silence
     /// to emit before it, if any.
+    ///
+    /// Before the first audio (without leading silence) nothing is decided here: the output's
+    /// clock starts at the first sample that [`Timeline::audio`] actually places at or after the
+    /// origin. An object whose audio ends before the origin therefore leaves no trace, so the
+    /// output depends only on the audio, never on which objects a size-based bound selected.
     pub(crate) fn start_object(&mut self, start_ms: u64) -> Option<Piece> {
-        self.skip = 0;
+        let start = self.position(start_ms);
+        self.next = start;
         let Joining::Timeline { fill_gaps, .. } = self.joining else {
             return None;
         };
-        let start = self.position(start_ms);
-        let cursor = match self.cursor {
-            Some(cursor) => cursor,
-            None => {
-                let first = start.max(0);
-                self.cursor = Some(first);
-                first
-            }
-        };
-        if start < cursor {
-            self.skip = u64::try_from((cursor - start) * 2).unwrap_or(u64::MAX);
-            None
-        } else if start > cursor && fill_gaps {
+        let cursor = self.cursor?;
+        if start > cursor && fill_gaps {
             let end = self.clip_end.map_or(start, |clip| start.min(clip));
             let silence = end - cursor;
             if silence <= 0 {
@@ -119,24 +114,35 @@ impl Timeline {
     }
 
     /// Feeds the next PCM bytes of the current object (even length); returns what to emit.
+    ///
+    /// Samples placed before the cursor (an overlap: earlier audio wins) or before the origin
+    /// are dropped, and so are samples at or after the clip end.
     pub(crate) fn audio(&mut self, mut pcm: Bytes) -> Option<Piece> {
-        if self.skip > 0 {
-            let drop = usize::try_from(self.skip)
-                .unwrap_or(usize::MAX)
-                .min(pcm.len());
-            self.skip -= drop as u64;
-            pcm = pcm.slice(drop..);
+        let samples = (pcm.len() / 2) as i128;
+        let first = self.next;
+        self.next += samples;
+        if matches!(self.joining, Joining::Concat) {
+            if pcm.is_empty() {
+                return None;
+            }
+            self.emitted_any = true;
+            return Some(Piece::Audio(pcm));
         }
-        if let (Some(clip), Some(cursor)) = (self.clip_end, self.cursor) {
-            let room = usize::try_from(((clip - cursor) * 2).max(0)).unwrap_or(usize::MAX);
-            pcm.truncate(room);
+        // Nothing before the cursor, nor (before the first audio) before the origin.
+        let floor = self.cursor.unwrap_or(0);
+        let drop = (floor - first).clamp(0, samples);
+        let at = first + drop;
+        let mut keep = samples - drop;
+        if let Some(clip) = self.clip_end {
+            keep = keep.min((clip - at).max(0));
         }
-        if pcm.is_empty() {
+        if keep <= 0 {
             return None;
         }
-        if let Some(cursor) = self.cursor.as_mut() {
-            *cursor += (pcm.len() / 2) as i128;
-        }
+        let drop_bytes = usize::try_from(drop * 2).unwrap_or(usize::MAX);
+        let keep_bytes = usize::try_from(keep * 2).unwrap_or(usize::MAX);
+        pcm = pcm.slice(drop_bytes..drop_bytes + keep_bytes);
+        self.cursor = Some(at + keep);
         self.emitted_any = true;
         Some(Piece::Audio(pcm))
     }
@@ -225,6 +231,30 @@ mod tests {
         let mut t = Timeline::new(16_000, joining, 0);
         let out = run(&mut t, &[(2_000, 100)]);
         assert_eq!(shape(&out), [('a', 100)]);
+    }
+
+    #[test]
+    fn audio_ending_before_the_origin_does_not_start_the_clock() {
+        // The regression of `prop_compaction_keeps_every_range_download`: a range starting at
+        // 45 s, an object at 44.2 s whose audio ends exactly at 45 s (selected only because a
+        // size-based bound could not rule it out), then 1 ms of audio at 45.005 s. The output
+        // is that 1 ms alone, as when the first object is not selected at all.
+        let joining = Joining::Timeline {
+            fill_gaps: true,
+            leading_silence: false,
+        };
+        let mut t = Timeline::new(16_000, joining, 45_000);
+        t.clip_end_ms(50_000);
+        let with = run(&mut t, &[(44_200, 12_800), (45_005, 16)]);
+        let mut t = Timeline::new(16_000, joining, 45_000);
+        t.clip_end_ms(50_000);
+        let without = run(&mut t, &[(45_005, 16)]);
+        assert_eq!(shape(&with), [('a', 16)]);
+        assert_eq!(shape(&with), shape(&without));
+        // Audio that reaches past the origin by one sample does start it.
+        let mut t = Timeline::new(16_000, joining, 45_000);
+        let out = run(&mut t, &[(44_200, 12_801), (45_005, 16)]);
+        assert_eq!(shape(&out), [('a', 1), ('s', 79), ('a', 16)]);
     }
 
     #[test]
