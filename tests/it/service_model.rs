@@ -349,11 +349,7 @@ async fn check_against_model(
 }
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .map_or(24, |n| n.min(200));
-    ProptestConfig::with_cases(cases)
+    ProptestConfig::with_cases(chunkvault_tests::expensive_proptest_cases(24, 200))
 }
 
 proptest! {

@@ -21,6 +21,22 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// Cases for an expensive property test (one that runs many downloads per case): the
+/// `PROPTEST_CASES` of the run, at most `cap` so that the CI step (2,000 cases per property)
+/// stays within its time, or `default` when the variable is unset. `cargo xtask proptest` sets
+/// `CHUNKVAULT_PROPTEST_UNCAPPED=1`, so a long run gets every case it asks for.
+pub fn expensive_proptest_cases(default: u32, cap: u32) -> u32 {
+    let uncapped = std::env::var("CHUNKVAULT_PROPTEST_UNCAPPED").is_ok_and(|v| v == "1");
+    match std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        Some(cases) if uncapped => cases,
+        Some(cases) => cases.min(cap),
+        None => default,
+    }
+}
+
 /// Returns the absolute path of `tests/fixtures/` in this checkout.
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")

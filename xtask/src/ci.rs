@@ -184,7 +184,13 @@ fn run_steps(config: &Config, root: &Path, steps: &mut Steps) -> Result<()> {
         )
     })?;
     steps.run("proptest", || {
-        proptest::run(config.proptest_cases, proptest::Build::Test, &env)
+        proptest::run(
+            config.proptest_cases,
+            proptest::Build::Test,
+            proptest::Expensive::Capped,
+            None,
+            &env,
+        )
     })?;
     // The fuzz step needs no S3 server: stop it now (a failure above stops it on drop).
     drop(server);

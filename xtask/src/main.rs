@@ -11,8 +11,9 @@
 //!   test build, so it compiles nothing new), `fuzz --smoke`; then a timing summary with the
 //!   disk the build used. `--skip-fuzz` and `--skip-s3` are for local
 //!   iteration; CI never passes them. `--no-apt` never runs `apt-get` (see below).
-//! - `cargo xtask proptest [--cases N]` — the property tests (test functions named `prop_*`)
-//!   in release mode with `PROPTEST_CASES=N` (default 10000).
+//! - `cargo xtask proptest [--cases N] [FILTER]` — the property tests (test functions named
+//!   `prop_*`, or `prop_FILTER*`) in release mode with `PROPTEST_CASES=N` (default 10000). The
+//!   expensive whole-service properties, which CI caps at 100–200 cases, get all N here.
 //! - `cargo xtask fuzz [TARGET] [--time SECS] [--smoke]` — runs every cargo-fuzz target in
 //!   `fuzz/` (or one), each for SECS seconds (default 60; `--smoke` = 20), on stable Rust
 //!   (`-s none`). Installs cargo-fuzz into the cache when it is not on `PATH`.
@@ -70,7 +71,8 @@ usage: cargo xtask <command> [options]
 commands:
   ci [--skip-fuzz] [--skip-s3] [--no-apt] [--proptest-cases N]
                        fmt, clippy, S3 server, tests, doc tests, proptest, fuzz smoke
-  proptest [--cases N] property tests (prop_*) in release with PROPTEST_CASES=N (default 10000)
+  proptest [--cases N] [FILTER]
+                       property tests (prop_FILTER*) in release, each with N cases (default 10000)
   fuzz [TARGET] [--time SECS] [--smoke]
                        run cargo-fuzz targets (default 60 s each; --smoke = 20 s)
   s3 [--stop] [--print-env]
@@ -113,9 +115,16 @@ fn run() -> Result<()> {
             let cases = args
                 .value_parsed("--cases")?
                 .unwrap_or(proptest::DEFAULT_CASES);
+            let filter = args.next_positional();
             args.finish()?;
             ci::ensure_feature_packages(true)?;
-            proptest::run(cases, proptest::Build::Release, &[])
+            proptest::run(
+                cases,
+                proptest::Build::Release,
+                proptest::Expensive::Uncapped,
+                filter.as_deref(),
+                &[],
+            )
         }
         "fuzz" => {
             let smoke = args.flag("--smoke");

@@ -20,19 +20,43 @@ pub(crate) enum Build {
     Release,
 }
 
-/// Runs `cargo test --workspace [--release] --all-features -- prop_` with
+/// How many cases the expensive properties (whole-service ones, such as compaction and the
+/// service model) get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expensive {
+    /// At most their own cap (CI: the step must fit its time).
+    Capped,
+    /// Exactly `PROPTEST_CASES` (`CHUNKVAULT_PROPTEST_UNCAPPED=1`), for long runs.
+    Uncapped,
+}
+
+/// Runs `cargo test --workspace [--release] --all-features -- prop_{filter}` with
 /// `PROPTEST_CASES=cases` and the extra environment `env`.
-pub(crate) fn run(cases: u32, build: Build, env: &[(String, String)]) -> Result<()> {
-    eprintln!("xtask: property tests with PROPTEST_CASES={cases} ({build:?} build)");
+pub(crate) fn run(
+    cases: u32,
+    build: Build,
+    expensive: Expensive,
+    filter: Option<&str>,
+    env: &[(String, String)],
+) -> Result<()> {
+    eprintln!(
+        "xtask: property tests prop_{} with PROPTEST_CASES={cases} ({build:?} build, \
+         expensive properties {expensive:?})",
+        filter.unwrap_or("*")
+    );
     let root = crate::workspace_root()?;
     let mut command = cmd::cargo();
     command.args(["test", "--workspace"]);
     if build == Build::Release {
         command.arg("--release");
     }
+    if expensive == Expensive::Uncapped {
+        command.env("CHUNKVAULT_PROPTEST_UNCAPPED", "1");
+    }
+    let pattern = format!("prop_{}", filter.unwrap_or(""));
     cmd::run(
         command
-            .args(["--all-features", "--", "prop_"])
+            .args(["--all-features", "--", &pattern])
             .current_dir(root)
             .env("PROPTEST_CASES", cases.to_string())
             .envs(env.iter().map(|(k, v)| (k, v))),
