@@ -1,166 +1,14 @@
 //! Runs the real `chunkvault` binary on temporary fs stores: every subcommand, global option
 //! placement, the `ls --json` snapshot, and the Omi compatibility vectors (scenarios B, C, D).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use chunk_format::wav::{parse_wav_pcm16, wav_header};
+use common::*;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-/// Omi's vector secret (`omi_` + 60 × `0`).
-const OMI_SECRET: &str = "omi_000000000000000000000000000000000000000000000000000000000000";
-/// A test secret for enhanced ingests.
-const SECRET: &str = "test-secret-test-secret-test-secret-0123";
-/// T0 of the tests (and of Omi's vectors).
-const T0: &str = "1786961845.727";
-
-/// A temporary working directory with an fs store in it.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        Sandbox {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn store_root(&self) -> PathBuf {
-        self.path("store")
-    }
-
-    fn store_uri(&self) -> String {
-        format!("fs://{}", self.store_root().display())
-    }
-
-    /// The binary with a clean environment, the sandbox as working directory and its store.
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chunkvault"));
-        cmd.current_dir(self.dir.path())
-            .env_remove("CHUNKVAULT_SECRET")
-            .env_remove("RUST_LOG")
-            .env("CHUNKVAULT_STORE", self.store_uri());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().expect("run chunkvault")
-    }
-
-    fn run_with_secret(&self, secret: &str, args: &[&str]) -> Output {
-        self.cmd()
-            .env("CHUNKVAULT_SECRET", secret)
-            .args(args)
-            .output()
-            .expect("run chunkvault")
-    }
-
-    /// Runs and asserts success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        success(self.run(args), args)
-    }
-
-    fn ok_with_secret(&self, secret: &str, args: &[&str]) -> String {
-        success(self.run_with_secret(secret, args), args)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let text = self.ok(&[&["--json"], args].concat());
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
-    }
-}
-
-fn success(out: Output, args: &[&str]) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{args:?} failed ({:?})\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// Asserts a failure with exit status 1 and a one-line `chunkvault: …` error containing
-/// `needle`; returns the error line.
-fn failure(out: Output, needle: &str) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    let line = stderr
-        .lines()
-        .rfind(|l| l.starts_with("chunkvault: "))
-        .unwrap_or_else(|| panic!("no one-line error in: {stderr}"))
-        .to_owned();
-    assert!(line.contains(needle), "{line:?} does not say {needle:?}");
-    line
-}
-
-/// A deterministic PCM16 mono test signal: a sawtooth whose slope changes every second.
-fn signal(samples: usize) -> Vec<u8> {
-    (0..samples)
-        .flat_map(|n| {
-            let slope = 37 + (n / 16_000) as i64 * 11;
-            let value = ((n as i64 * slope) % 40_000 - 20_000) as i16;
-            value.to_le_bytes()
-        })
-        .collect()
-}
-
-fn write_wav(path: &Path, pcm: &[u8], rate: u32, channels: u16) {
-    let mut bytes = wav_header(pcm.len() as u32, rate, channels)
-        .expect("header")
-        .to_vec();
-    bytes.extend_from_slice(pcm);
-    std::fs::write(path, bytes).expect("write wav");
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-/// 23 s of audio at T0: with 5 s chunks and 10 s batches, objects of chunks [0,1], [2,3], [4].
-const SECONDS: usize = 23;
-/// Ingest in Omi's layout (the default is packs).
-const OMI: &[&str] = &["--layout", "omi"];
-
-fn ingested(
-    sandbox: &Sandbox,
-    conversation: &str,
-    extra: &[&str],
-    secret: Option<&str>,
-) -> Vec<u8> {
-    let pcm = signal(16_000 * SECONDS);
-    let wav = sandbox.path(&format!("{conversation}.wav"));
-    write_wav(&wav, &pcm, 16_000, 1);
-    let wav = wav.display().to_string();
-    let args = [
-        &[
-            "ingest",
-            "--uid",
-            "u1",
-            "--conversation",
-            conversation,
-            "--start",
-            T0,
-            "--batch-secs",
-            "10",
-        ][..],
-        extra,
-        &[wav.as_str()],
-    ]
-    .concat();
-    match secret {
-        Some(secret) => sandbox.ok_with_secret(secret, &args),
-        None => sandbox.ok(&args),
-    };
-    pcm
-}
 
 #[test]
 fn ingest_then_ls_table_and_json_snapshot() {
@@ -627,6 +475,84 @@ fn compact_plans_then_merges_omi_batches_into_a_pack() {
     // Nothing left to do.
     let again = sandbox.ok(&base);
     assert!(again.contains("nothing to compact"), "{again}");
+}
+
+/// Issue 12's reproduction: a recording of 6 min 51.2765 s (ending half a millisecond off a
+/// whole one) at 1000 s, a second recording at 1030 s over it; `compact` keeps the export of
+/// [1000, 1500) byte-identical (it used to zero the 8 samples at 411.2765 s, where the first
+/// recording ends and the second resumes).
+#[test]
+fn compact_keeps_an_overlap_that_ends_off_a_whole_millisecond() {
+    let sandbox = Sandbox::new();
+    let samples = 6_580_424; // 411.2765 s at 16 kHz
+    let first = signal(samples);
+    // The second recording differs from the first, so a misplaced sample shows.
+    let second: Vec<u8> = first
+        .chunks_exact(2)
+        .flat_map(|s| {
+            i16::from_le_bytes([s[0], s[1]])
+                .wrapping_neg()
+                .to_le_bytes()
+        })
+        .collect();
+    for (name, pcm, start) in [("one", &first, "1000"), ("two", &second, "1030")] {
+        let wav = sandbox.path(&format!("{name}.wav"));
+        write_wav(&wav, pcm, 16_000, 1);
+        let wav = wav.display().to_string();
+        sandbox.ok(&[
+            "ingest",
+            "--uid",
+            "u1",
+            "--conversation",
+            "ov",
+            "--start",
+            start,
+            &wav,
+        ]);
+    }
+    let export = || {
+        let out = sandbox.run(&[
+            "export",
+            "--uid",
+            "u1",
+            "--conversation",
+            "ov",
+            "--from",
+            "1000",
+            "--to",
+            "1500",
+            "--format",
+            "pcm",
+            "-o",
+            "-",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    // Both recordings cover 1000 s to 1441.2765 s without a hole (where they overlap, the
+    // object that starts first wins, pack by pack).
+    let before = export();
+    assert_eq!(
+        before.len(),
+        7_060_424 * 2,
+        "length of the export before compaction"
+    );
+    // The first recording's last sample, at 411.2765 s - 1/16000 s, is in the export.
+    let last = (samples - 1) * 2;
+    assert_eq!(&before[last..last + 2], &first[last..last + 2]);
+    let done = sandbox.json(&["compact", "--uid", "u1", "--conversation", "ov"]);
+    assert_eq!(done["applied"], true, "{done}");
+    let after = export();
+    assert_eq!(after.len(), before.len());
+    let first_difference = before.iter().zip(&after).position(|(a, b)| a != b);
+    assert_eq!(
+        first_difference, None,
+        "compaction changed the export (first differing byte)"
+    );
 }
 
 #[test]
