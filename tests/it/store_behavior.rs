@@ -65,6 +65,12 @@ impl Backend {
     fn scheme(&self) -> &'static str {
         self.store.scheme()
     }
+
+    /// The fs store's root directory (fs backends only).
+    fn fs_root(&self) -> std::path::PathBuf {
+        let dir = self._dir.as_ref().expect("an fs backend");
+        dir.path().join("bucket").canonicalize().expect("root")
+    }
 }
 
 fn ids(uid: &str, conv: &str) -> (UserId, ConversationId) {
@@ -291,7 +297,13 @@ mod cases {
             listing.objects.is_empty() && listing.foreign.is_empty(),
             "{listing:?}"
         );
-        assert!(s.list_prefix("").await.expect("list all").is_empty());
+        assert!(
+            s.list_prefix("")
+                .await
+                .expect("list all")
+                .objects
+                .is_empty()
+        );
     }
 
     pub(crate) async fn writer_fault_on_write_leaves_nothing(b: &Backend) {
@@ -315,7 +327,14 @@ mod cases {
         assert!(err.to_string().contains(&path), "{err}");
         assert_eq!(fault.injected(FaultOp::Write), 1, "permanent: not retried");
         assert_absent(&b.store, &path).await;
-        assert!(b.store.list_prefix("").await.expect("list").is_empty());
+        assert!(
+            b.store
+                .list_prefix("")
+                .await
+                .expect("list")
+                .objects
+                .is_empty()
+        );
 
         // A writer aborted by an error refuses later pieces.
         let (s, _fault) = b.with_faults([FaultRule::new(
@@ -364,7 +383,14 @@ mod cases {
             assert_absent(&b.store, &path).await;
         }
         assert_eq!(fault.calls(FaultOp::Close), 2, "one attempt per writer");
-        assert!(b.store.list_prefix("").await.expect("list").is_empty());
+        assert!(
+            b.store
+                .list_prefix("")
+                .await
+                .expect("list")
+                .objects
+                .is_empty()
+        );
     }
 
     pub(crate) async fn temporary_faults_are_retried(b: &Backend) {
@@ -591,7 +617,11 @@ mod cases {
             assert_eq!(counts.list, 1);
         }
         assert_eq!(
-            s.list_prefix(&prefix).await.expect("list prefix").len(),
+            s.list_prefix(&prefix)
+                .await
+                .expect("list prefix")
+                .objects
+                .len(),
             count
         );
     }
@@ -646,7 +676,11 @@ mod cases {
         assert_eq!(deleted, 4);
         for prefix in layout::user_prefixes(&u1) {
             assert!(
-                s.list_prefix(&prefix).await.expect("list").is_empty(),
+                s.list_prefix(&prefix)
+                    .await
+                    .expect("list")
+                    .objects
+                    .is_empty(),
                 "{prefix}"
             );
         }
@@ -657,6 +691,7 @@ mod cases {
             .list_prefix("")
             .await
             .expect("list all")
+            .objects
             .into_iter()
             .map(|(p, _)| p)
             .collect();
@@ -675,6 +710,7 @@ mod cases {
                 s.list_prefix("")
                     .await
                     .expect("list")
+                    .objects
                     .iter()
                     .all(|(p, _)| !p.contains("/u1/")),
                 "no directory named after the purged user"
@@ -848,10 +884,10 @@ async fn native_create_only_is_enforced_without_stat() {
     }
 }
 
-/// Two create-only writers racing on one path: memory checks at commit, so the second close
-/// is refused; fs checks when the writer starts, so both commit and the last rename wins (the
-/// limitation `CreateOnlyMode::Native` documents). If OpenDAL's fs backend starts checking at
-/// commit, this test fails and the documentation must change with it.
+/// Two create-only writers racing on one path: memory checks at commit, and fs commits by
+/// hard-linking a staging file (the kernel refuses an existing name), so on both the second
+/// close is refused and the first writer's bytes stay. (fs used to check when the writer
+/// started, so both committed and the last rename won.)
 #[tokio::test]
 async fn native_create_only_race() {
     for backend in [Backend::memory(), Backend::fs()] {
@@ -864,20 +900,55 @@ async fn native_create_only_race() {
         second.write(pattern(3, 2)).await.expect("write");
         first.close().await.expect("first commit");
         let second = second.close().await;
-        match s.scheme() {
-            "memory" => {
-                assert!(
-                    matches!(second, Err(StoreError::AlreadyExists { .. })),
-                    "{second:?}"
-                );
-                assert_eq!(s.read(&path).await.expect("read"), pattern(3, 1));
-            }
-            _ => {
-                assert_eq!(second.expect("fs does not catch the race"), 3);
-                assert_eq!(s.read(&path).await.expect("read"), pattern(3, 2));
+        assert!(
+            matches!(second, Err(StoreError::AlreadyExists { .. })),
+            "{}: {second:?}",
+            s.scheme()
+        );
+        assert_eq!(s.read(&path).await.expect("read"), pattern(3, 1));
+    }
+}
+
+/// Many create-only writers of one path at once on fs, each with its own bytes, in several
+/// rounds: exactly one succeeds per round, every other one is refused, and the object holds
+/// the winner's bytes; no staging file is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_create_only_is_atomic_under_concurrency() {
+    let backend = Backend::fs();
+    let s = &backend.store;
+    let (uid, conv) = ids("u1", "c");
+    for round in 0..20u64 {
+        let path = path_of(&uid, &conv, &format!("{}.000.bin", 1000 + round));
+        let tasks: Vec<_> = (0..8u8)
+            .map(|w| {
+                let s = s.clone();
+                let path = path.clone();
+                tokio::spawn(async move {
+                    s.put(&path, pattern(4096, w), PutMode::CreateOnly)
+                        .await
+                        .map(|()| w)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.expect("join") {
+                Ok(w) => winners.push(w),
+                Err(StoreError::AlreadyExists { .. }) => {}
+                Err(other) => panic!("round {round}: {other}"),
             }
         }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        assert_eq!(
+            s.read(&path).await.expect("read"),
+            pattern(4096, winners[0])
+        );
     }
+    let temp = backend.fs_root().join(chunk_store::FS_TMP_DIR);
+    let left: Vec<_> = std::fs::read_dir(&temp)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "staging files left: {left:?}");
 }
 
 /// The S3 harness URI gets a per-case root and Garage's create-only fallback.

@@ -101,6 +101,7 @@ async fn listings_account_for_every_chunk_object() {
             .list_prefix(&format!("chunks/{uid}/"))
             .await
             .expect("list prefix")
+            .objects
             .into_iter()
             .map(|(path, _)| path)
             .collect();

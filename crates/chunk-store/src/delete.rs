@@ -31,6 +31,8 @@ impl Store {
         let paths: Vec<I::Item> = paths.into_iter().collect();
         for path in &paths {
             check_object_path(path.as_ref())?;
+            // On fs: only regular files inside the root are ever removed.
+            self.confine_object(path.as_ref())?;
         }
         let Some(first) = paths.first() else {
             return Ok(0);
@@ -66,6 +68,7 @@ impl Store {
     /// and the directories left are synced so the purge survives a power loss.
     pub async fn purge_prefix(&self, prefix: &str) -> Result<PurgeReport> {
         check_prefix(prefix, false)?;
+        self.confine_prefix(prefix)?;
         let mut report = PurgeReport::default();
         let mut dirs: Vec<String> = Vec::new();
         {
@@ -86,6 +89,8 @@ impl Store {
                         report.deleted += 1;
                     }
                     Found::Dir { path } => dirs.push(path),
+                    // Left in place; the check below reports the prefix as not empty.
+                    Found::Special { .. } => {}
                 }
             }
             deleter
@@ -110,7 +115,7 @@ impl Store {
         let mut remaining = 0;
         let mut sample = Vec::new();
         while let Some(found) = lister.next().await? {
-            if let Found::File { path, .. } = found {
+            if let Found::File { path, .. } | Found::Special { path, .. } = found {
                 remaining += 1;
                 if sample.len() < SAMPLE {
                     sample.push(path);

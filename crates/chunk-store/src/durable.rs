@@ -55,7 +55,20 @@ impl Store {
         let Some(dirs) = self.inner.fs_dirs.clone() else {
             return Ok(TempSweep::default());
         };
-        run_blocking(move || sweep(&dirs.temp, older_than, SystemTime::now())).await
+        run_blocking(move || {
+            let mut report = TempSweep::default();
+            // The temporary directory, and the staging files of create-only writes in the
+            // root's own one when the URI moved the temporary directory elsewhere.
+            let own = dirs.root.join(crate::path::FS_TMP_DIR);
+            for dir in std::iter::once(&dirs.temp).chain((own != dirs.temp).then_some(&own)) {
+                let found = sweep(dir, older_than, SystemTime::now())?;
+                report.removed += found.removed;
+                report.removed_bytes += found.removed_bytes;
+                report.kept += found.kept;
+            }
+            Ok(report)
+        })
+        .await
     }
 }
 
@@ -172,6 +185,8 @@ fn sweep(temp: &Path, older_than: Duration, now: SystemTime) -> Result<TempSweep
         }
     };
     let mut report = TempSweep::default();
+    // A link in place of the directory would make the sweep delete wherever it points.
+    crate::confine::check_own_dir(temp)?;
     let entries = match std::fs::read_dir(temp) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
@@ -221,7 +236,7 @@ fn sweep(temp: &Path, older_than: Duration, now: SystemTime) -> Result<TempSweep
 }
 
 /// Runs blocking file-system work off the async threads.
-async fn run_blocking<T: Send + 'static>(
+pub(crate) async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)

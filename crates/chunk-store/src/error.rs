@@ -126,6 +126,19 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// On the fs backend, the path leads through, or names, something the store never
+    /// follows or touches: a symbolic link, a FIFO, socket or device, a directory where an
+    /// object should be, or a file where a directory should be (see [`crate::confine`]).
+    /// Nothing was read, written or removed.
+    #[error("refused fs path {path:?}: {component:?} is {found}")]
+    UnsafeFsPath {
+        /// The object path or prefix asked for (empty for a directory of the store itself).
+        path: String,
+        /// The component that was refused, relative to the root.
+        component: String,
+        /// What was found there.
+        found: &'static str,
+    },
     /// A purge deleted what it listed, but listing again still found objects.
     #[error("purge of {prefix:?} incomplete: {remaining} objects remain (first: {sample:?})")]
     PurgeIncomplete {
@@ -166,7 +179,8 @@ impl StoreError {
             | StoreError::BadRange { path, .. }
             | StoreError::WriterAborted { path }
             | StoreError::Backend { path, .. }
-            | StoreError::LocalIo { path, .. } => path,
+            | StoreError::LocalIo { path, .. }
+            | StoreError::UnsafeFsPath { path, .. } => path,
             StoreError::PurgeIncomplete { prefix, .. } => prefix,
         }
     }

@@ -56,6 +56,7 @@
 //! Backends come from URIs ([`uri`]); ids and prefixes from [`layout`]; the OpenDAL layers
 //! from [`layers`].
 
+pub mod confine;
 pub mod durable;
 pub mod error;
 pub mod layers;
@@ -75,7 +76,7 @@ pub use durable::TempSweep;
 pub use error::{Result, StoreError, StoreOp};
 pub use layers::{FaultLayer, OpCounter, OpCounts};
 pub use layout::{ConversationId, IdError, UserId};
-pub use list::{ForeignObject, ListedObject, Listing};
+pub use list::{ForeignObject, ListedObject, Listing, PrefixListing};
 pub use path::{FS_TMP_DIR, MAX_PATH_LEN};
 pub use put::PutMode;
 pub use store::{CreateOnlyMode, RetryOptions, Store, StoreBuilder, StoreOptions};

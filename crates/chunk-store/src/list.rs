@@ -72,12 +72,25 @@ pub struct Listing {
     pub foreign: Vec<ForeignObject>,
 }
 
+/// Everything under a prefix, recursively: [`Store::list_prefix`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrefixListing {
+    /// Every object, as `(path, size)`, sorted by path.
+    pub objects: Vec<(String, u64)>,
+    /// On fs, the links and special files found (never followed, never removed), sorted by
+    /// path.
+    pub foreign: Vec<ForeignObject>,
+}
+
 /// One thing a listing found.
 pub(crate) enum Found {
     /// An object with its size.
     File { path: String, size: u64 },
     /// A directory / common prefix (fs directories, S3 common prefixes).
     Dir { path: String },
+    /// On fs, something that is neither a regular file nor a directory: a symbolic link
+    /// (never followed), a FIFO, socket or device. Never read, descended into or removed.
+    Special { path: String, found: &'static str },
 }
 
 /// Streams the entries under a prefix, resolving sizes the listing did not carry.
@@ -89,6 +102,7 @@ pub(crate) struct PrefixLister<'a> {
 
 impl<'a> PrefixLister<'a> {
     pub(crate) async fn new(store: &'a Store, prefix: &str, recursive: bool) -> Result<Self> {
+        store.confine_prefix(prefix)?;
         let lister = store
             .inner
             .op
@@ -132,6 +146,21 @@ impl<'a> PrefixLister<'a> {
                 opendal::EntryMode::DIR => return Ok(Some(Found::Dir { path })),
                 // A backend that lists bare keys (OpenDAL normally completes these itself).
                 opendal::EntryMode::Unknown => {
+                    // OpenDAL's fs lister reads the entry type without following links, so
+                    // what it cannot name is a link or a special file: report it, never stat
+                    // through it.
+                    if let Some(root) = self.store.fs_root() {
+                        let local = root.join(path.trim_end_matches('/'));
+                        let found = match crate::confine::entry_type(&local) {
+                            Ok(crate::confine::EntryType::Missing) => continue,
+                            Ok(found) => found.describe(),
+                            Err(_) => "unreadable",
+                        };
+                        return Ok(Some(Found::Special {
+                            path: path.trim_end_matches('/').to_owned(),
+                            found,
+                        }));
+                    }
                     let meta = self
                         .store
                         .inner
@@ -173,6 +202,14 @@ impl Store {
             let (path, size, nested) = match found {
                 Found::File { path, size } => (path, size, false),
                 Found::Dir { path } => (path, 0, true),
+                Found::Special { path, found } => {
+                    listing.foreign.push(ForeignObject {
+                        reason: format!("{found}: not an object"),
+                        path,
+                        size: 0,
+                    });
+                    continue;
+                }
             };
             let Some(name) = path.strip_prefix(&prefix) else {
                 listing.foreign.push(ForeignObject {
@@ -205,19 +242,27 @@ impl Store {
         Ok(listing)
     }
 
-    /// Lists every object under `prefix`, recursively, as `(path, size)` sorted by path.
-    /// Directory entries (fs) are skipped. `prefix` must end with `/`, or be empty for the
-    /// whole bucket.
-    pub async fn list_prefix(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+    /// Lists every object under `prefix`, recursively, sorted by path. Directory entries
+    /// (fs) are skipped; on fs, links and special files come back apart in
+    /// [`PrefixListing::foreign`] (never followed). `prefix` must end with `/`, or be empty for
+    /// the whole bucket.
+    pub async fn list_prefix(&self, prefix: &str) -> Result<PrefixListing> {
         check_prefix(prefix, true)?;
         let mut lister = PrefixLister::new(self, prefix, true).await?;
-        let mut files = Vec::new();
+        let mut listing = PrefixListing::default();
         while let Some(found) = lister.next().await? {
-            if let Found::File { path, size } = found {
-                files.push((path, size));
+            match found {
+                Found::File { path, size } => listing.objects.push((path, size)),
+                Found::Dir { .. } => {}
+                Found::Special { path, found } => listing.foreign.push(ForeignObject {
+                    reason: format!("{found}: not an object"),
+                    path,
+                    size: 0,
+                }),
             }
         }
-        files.sort();
-        Ok(files)
+        listing.objects.sort();
+        listing.foreign.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(listing)
     }
 }

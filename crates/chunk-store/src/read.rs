@@ -9,9 +9,12 @@ use crate::path::check_object_path;
 use crate::store::Store;
 
 impl Store {
-    /// Reads the whole object at `path`. A missing object is [`StoreError::NotFound`].
+    /// Reads the whole object at `path`. A missing object is [`StoreError::NotFound`]; on fs,
+    /// a link or special file is [`StoreError::UnsafeFsPath`] (see [`crate::confine`]), as for
+    /// every read.
     pub async fn read(&self, path: &str) -> Result<Bytes> {
         check_object_path(path)?;
+        self.confine_object(path)?;
         let buffer = self
             .inner
             .op
@@ -30,6 +33,7 @@ impl Store {
     /// returns no bytes without asking the backend.
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         check_object_path(path)?;
+        self.confine_object(path)?;
         if range.start > range.end {
             return Err(StoreError::BadRange {
                 path: path.to_owned(),
@@ -84,6 +88,9 @@ impl Store {
     /// Returns the size of the object at `path`, or `None` if there is no object there.
     pub async fn stat(&self, path: &str) -> Result<Option<u64>> {
         check_object_path(path)?;
+        if self.confine_object(path)? == Some(false) {
+            return Ok(None);
+        }
         match self.inner.op.stat(path).await {
             Ok(meta) if meta.is_dir() => Ok(None),
             Ok(meta) => Ok(Some(meta.content_length())),

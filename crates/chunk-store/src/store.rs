@@ -333,6 +333,29 @@ impl Store {
         self.inner.op.info().scheme()
     }
 
+    /// On fs, the canonical root directory (every operation is confined to it, see
+    /// [`crate::confine`]); `None` on other backends.
+    pub(crate) fn fs_root(&self) -> Option<&std::path::Path> {
+        self.inner.fs_dirs.as_ref().map(|dirs| dirs.root.as_path())
+    }
+
+    /// On fs, checks that the object `path` is reachable without a link and is a regular file
+    /// if it exists (see [`crate::confine`]); returns whether it exists there. `None` on other
+    /// backends.
+    pub(crate) fn confine_object(&self, path: &str) -> crate::error::Result<Option<bool>> {
+        self.fs_root()
+            .map(|root| crate::confine::check_object(root, path))
+            .transpose()
+    }
+
+    /// On fs, checks that every existing directory of `prefix` is a real directory.
+    pub(crate) fn confine_prefix(&self, prefix: &str) -> crate::error::Result<()> {
+        match self.fs_root() {
+            Some(root) => crate::confine::check_prefix(root, prefix),
+            None => Ok(()),
+        }
+    }
+
     /// The options in force.
     pub fn options(&self) -> &StoreOptions {
         &self.inner.options

@@ -260,7 +260,11 @@ fn open_fs(e: &UriError<'_>, body: &str, map: BTreeMap<String, String>) -> Resul
         ("atomic_write_dir".to_owned(), tmp),
     ])
     .map_err(|err| e.err(format!("fs options: {err}")))?;
-    build(e.display, Operator::from_config(config))
+    // Confined to the root: no link is ever followed (see crate::confine).
+    build(
+        e.display,
+        crate::confine::confined_fs(opendal::Configurator::into_builder(config)),
+    )
 }
 
 /// Splits `bucket[/root]`.

@@ -10,6 +10,12 @@
 //! - memory stores the object at close;
 //! - S3 / GCS / Azure send the single PUT, or complete the multipart upload, at close.
 //!
+//! On fs, a create-only write is atomic: the object is written under a private staging name in
+//! `.chunkvault-tmp/` and then hard-linked to its path, which the kernel refuses when any entry
+//! is there, so of two writers racing on one path exactly one succeeds and the other gets
+//! [`StoreError::AlreadyExists`]. Every fs write first checks its path with
+//! [`crate::confine`]: no link is written through or replaced.
+//!
 //! On fs, a successful close also syncs the directories from the object's up to the root, so
 //! a confirmed object survives a power loss, and a create-only write that finds the object
 //! syncs them before it reports [`StoreError::AlreadyExists`] (see [`crate::durable`]).
@@ -37,6 +43,9 @@ pub struct ObjectWriter {
     writer: Option<opendal::Writer>,
     written: u64,
     fs_dirs: Option<FsDirs>,
+    /// On fs, for a create-only write: the staging path (relative to the root) that OpenDAL
+    /// writes, linked to `path` at close.
+    staged: Option<String>,
 }
 
 impl std::fmt::Debug for ObjectWriter {
@@ -78,6 +87,19 @@ impl Store {
         mode: PutMode,
         whole_len: Option<usize>,
     ) -> Result<ObjectWriter> {
+        if let Some(dirs) = self.inner.fs_dirs.as_ref() {
+            // OpenDAL writes its temporary file there: never through a link.
+            crate::confine::check_own_dir(&dirs.temp)?;
+            let exists = crate::confine::check_object(&dirs.root, path)?;
+            if mode == PutMode::CreateOnly {
+                if exists {
+                    return Err(StoreError::AlreadyExists {
+                        path: path.to_owned(),
+                    });
+                }
+                return self.open_staged_writer(path, whole_len).await;
+            }
+        }
         let native = match mode {
             PutMode::Overwrite => false,
             PutMode::CreateOnly => match self.inner.options.create_only {
@@ -105,7 +127,94 @@ impl Store {
             writer: Some(writer),
             written: 0,
             fs_dirs: self.inner.fs_dirs.clone(),
+            staged: None,
         })
+    }
+
+    /// On fs, a create-only writer: OpenDAL writes a staging file that `close` links to `path`.
+    async fn open_staged_writer(
+        &self,
+        path: &str,
+        whole_len: Option<usize>,
+    ) -> Result<ObjectWriter> {
+        let staged = staging_path();
+        let mut future = self.inner.op.writer_with(&staged);
+        if let Some(len) = whole_len.filter(|&len| len > 0) {
+            future = future.chunk(len);
+        }
+        let writer = future
+            .await
+            .map_err(|err| map_write_error(StoreOp::Write, path, PutMode::CreateOnly, err))?;
+        Ok(ObjectWriter {
+            path: path.to_owned(),
+            mode: PutMode::CreateOnly,
+            writer: Some(writer),
+            written: 0,
+            fs_dirs: self.inner.fs_dirs.clone(),
+            staged: Some(staged),
+        })
+    }
+}
+
+/// A fresh staging path under the fs root's temporary directory: process id, a counter and
+/// the time, so no two writers (in this process or another) share one.
+fn staging_path() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}/staged-{}-{n}-{nanos}",
+        crate::path::FS_TMP_DIR,
+        std::process::id()
+    )
+}
+
+/// Links the finished staging file `staged` to `path` under `root`, which fails if anything is
+/// at `path` (the atomic create-only commit), then removes the staging name.
+async fn commit_staged(root: std::path::PathBuf, staged: String, path: String) -> Result<()> {
+    crate::durable::run_blocking(move || {
+        let from = root.join(&staged);
+        let result = link_into_place(&root, &from, &path);
+        if let Err(e) = std::fs::remove_file(&from) {
+            tracing::warn!(staged = %from.display(), error = %e, "staging file left for the sweep");
+        }
+        result
+    })
+    .await
+}
+
+/// `link(from, root/path)` after checking `path` again (see [`crate::confine`]), creating the
+/// object's directories first.
+fn link_into_place(root: &std::path::Path, from: &std::path::Path, path: &str) -> Result<()> {
+    let local = |what: &'static str, dir: std::path::PathBuf| {
+        move |source| StoreError::LocalIo {
+            path: path.to_owned(),
+            what,
+            dir,
+            source,
+        }
+    };
+    if crate::confine::check_object(root, path)? {
+        return Err(StoreError::AlreadyExists {
+            path: path.to_owned(),
+        });
+    }
+    let to = root.join(path);
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(local("creation of directory", parent.to_path_buf()))?;
+        // The directories just made must not have been swapped for links meanwhile.
+        crate::confine::check_object(root, path)?;
+    }
+    match std::fs::hard_link(from, &to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(StoreError::AlreadyExists {
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(local("atomic create-only link to", to.clone())(e)),
     }
 }
 
@@ -157,6 +266,11 @@ impl ObjectWriter {
         match writer.close().await {
             Ok(_) => {
                 self.writer = None;
+                if let (Some(staged), Some(dirs)) = (self.staged.take(), self.fs_dirs.as_ref()) {
+                    let committed =
+                        commit_staged(dirs.root.clone(), staged, self.path.clone()).await;
+                    settle(self.fs_dirs.as_ref(), &self.path, committed).await?;
+                }
                 sync_object_dirs(self.fs_dirs.as_ref(), &self.path).await?;
                 Ok(self.written)
             }

@@ -356,6 +356,7 @@ async fn fresh_conversation(ctx: &Context, now: Timestamp) -> Result<Conversatio
             .store
             .list_prefix(&format!("chunks/{first}/{conversation}/"))
             .await?
+            .objects
             .is_empty();
         if !taken {
             return Ok(conversation);

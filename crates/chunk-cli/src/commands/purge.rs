@@ -15,7 +15,7 @@ pub(crate) async fn run(ctx: &Context, args: &PurgeArgs) -> Result<()> {
         let mut objects = 0usize;
         let mut bytes = 0u64;
         for prefix in layout::user_prefixes(&uid) {
-            let found = ctx.store.list_prefix(&prefix).await?;
+            let found = ctx.store.list_prefix(&prefix).await?.objects;
             objects += found.len();
             bytes += found.iter().map(|(_, size)| size).sum::<u64>();
         }

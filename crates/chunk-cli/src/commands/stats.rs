@@ -79,7 +79,9 @@ impl Totals {
 /// Walks `prefix` (ends in `/`) and counts.
 pub(crate) async fn walk(store: &Store, prefix: &str) -> Result<Totals> {
     let mut totals = Totals::default();
-    for (path, size) in store.list_prefix(prefix).await? {
+    let listing = store.list_prefix(prefix).await?;
+    totals.foreign += listing.foreign.len() as u64;
+    for (path, size) in listing.objects {
         let Ok((uid, name)) = parse_chunk_path(&path) else {
             totals.foreign += 1;
             continue;

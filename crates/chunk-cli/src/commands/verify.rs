@@ -98,11 +98,21 @@ pub(crate) async fn run(ctx: &Context, args: &VerifyArgs) -> Result<()> {
             "foreign": foreign.iter().map(|f| json!({"path": f.path, "size": f.size, "reason": f.reason})).collect::<Vec<_>>(),
         }))?;
     } else {
+        // Names and reasons printed escaped: a foreign name is anyone's bytes.
         for (path, reason) in &bad {
-            outln!("BAD  {path}: {reason}")?;
+            outln!(
+                "BAD  {}: {}",
+                output::escaped(path),
+                output::escaped(reason)
+            )?;
         }
         for f in &foreign {
-            outln!("skip {} ({} B): not audio: {}", f.path, f.size, f.reason)?;
+            outln!(
+                "skip {} ({} B): not audio: {}",
+                output::escaped(&f.path),
+                f.size,
+                output::escaped(&f.reason)
+            )?;
         }
         outln!(
             "checked {} audio object(s): {ok} ok ({} of PCM), {} bad; {} foreign object(s) skipped",
@@ -155,7 +165,15 @@ async fn collect(store: &Store, args: &VerifyArgs) -> Result<(Vec<Target>, Vec<F
     };
     let mut targets = Vec::new();
     let mut foreign = Vec::new();
-    for (path, size) in store.list_prefix(&prefix).await? {
+    let listing = store.list_prefix(&prefix).await?;
+    for special in listing.foreign {
+        foreign.push(Foreign {
+            path: special.path,
+            size: special.size,
+            reason: special.reason,
+        });
+    }
+    for (path, size) in listing.objects {
         match parse_chunk_path(&path) {
             Ok((uid, name)) => {
                 let uid = uid.to_owned();
