@@ -66,7 +66,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Prints the error as one line and returns the failure status.
 fn fail(error: &anyhow::Error) -> ExitCode {
-    let text = format!("{error:#}").replace(['\n', '\r'], " ");
+    // Escaped: an error can quote a name from the store (anyone's bytes), and must stay one
+    // line that no name can forge or recolour.
+    let text = output::escaped(&format!("{error:#}"));
     output::note(&format!("chunkvault: {text}"));
     ExitCode::FAILURE
 }

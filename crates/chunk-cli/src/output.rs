@@ -39,6 +39,38 @@ pub(crate) fn print_json(value: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// A name or path as it may be printed on a terminal: characters that could forge lines or
+/// change how the terminal shows what follows (controls such as newline and ESC, bidi
+/// controls, zero-width and other format characters) become `\u{…}` escapes, and a backslash
+/// becomes `\\`, so the escaping cannot be forged either. Everything else is printed as is.
+/// JSON output carries names raw inside JSON strings instead.
+pub(crate) fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else if needs_escape(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// [`escaped`] of a local path (not valid UTF-8 parts shown as U+FFFD).
+pub(crate) fn escaped_path(path: &std::path::Path) -> String {
+    escaped(&path.to_string_lossy())
+}
+
+/// Control characters, and the invisible format characters that reorder or hide text.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
+}
+
 /// A byte count for people: `512 B`, `1.5 KiB`, `18.3 MiB`, `2.10 GiB`.
 pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -110,6 +142,18 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_names_cannot_forge_lines_or_escapes() {
+        assert_eq!(escaped("1786961845.727.bin"), "1786961845.727.bin");
+        assert_eq!(escaped("a\nsummary: ok"), "a\\u{a}summary: ok");
+        assert_eq!(escaped("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(escaped("evil\u{202e}nib.wav"), "evil\\u{202e}nib.wav");
+        assert_eq!(escaped("alice\u{200b}"), "alice\\u{200b}");
+        // A backslash in a name is doubled, so "\\u{a}" in a name is not a newline escape.
+        assert_eq!(escaped("x\\u{a}"), "x\\\\u{a}");
+        assert_eq!(escaped("Grüße/日本"), "Grüße/日本");
+    }
 
     #[test]
     fn sizes_and_durations() {

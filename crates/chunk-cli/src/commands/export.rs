@@ -1,7 +1,9 @@
 //! `export`: download and merge a conversation's audio to WAV or raw PCM, streamed.
 //!
 //! To a file, the output is written to a temporary file next to it and renamed into place only
-//! when complete (a failed export leaves no partial file and keeps an older file intact). WAV
+//! when complete (a failed export leaves no partial file and keeps an older file intact). Only
+//! a regular file is ever replaced: an existing symbolic link, FIFO, device or directory at the
+//! output path is refused before anything is downloaded (`-o -` is the way to a pipe). WAV
 //! goes out with a placeholder header, the data is streamed, then the header is rewritten with
 //! the real lengths. To stdout (`-o -`), PCM streams straight through; WAV, whose header needs
 //! the length first, is spooled through a temporary file in the system temp directory and then
@@ -94,6 +96,35 @@ pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an output path where something other than a regular file exists: the rename of
+/// the finished export would replace it (as root, `-o /dev/null` once replaced the system's
+/// `/dev/null` with a regular file).
+pub(crate) fn check_output_target(path: &Path) -> Result<()> {
+    let meta = match path.symlink_metadata() {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("checking the output path {}", path.display()));
+        }
+    };
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return Ok(());
+    }
+    let what = if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file (FIFO, socket or device)"
+    };
+    bail!(
+        "refusing to replace {}: it is {what}; export writes regular files only (use -o - to \
+         write to a pipe or device)",
+        output::escaped_path(path)
+    )
+}
+
 /// One export: what to download and how to write it.
 pub(crate) struct Job<'a> {
     pub(crate) service: &'a ChunkService,
@@ -108,6 +139,7 @@ pub(crate) struct Job<'a> {
 impl Job<'_> {
     /// Writes the export to `path` atomically (temporary file, then rename).
     pub(crate) async fn to_file(&self, path: &Path) -> Result<Exported> {
+        check_output_target(path)?;
         let dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -118,6 +150,8 @@ impl Job<'_> {
             .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
         let (file, temp_path) = temp.into_parts();
         let exported = self.write_seekable(file).await?;
+        // Again, right before the rename: the target may have changed during the download.
+        check_output_target(path)?;
         temp_path
             .persist(path)
             .with_context(|| format!("moving the export into place at {}", path.display()))?;

@@ -62,7 +62,7 @@ pub(crate) fn to_table(listing: &ConversationListing) -> String {
                 },
                 entry.kind.extension().to_owned(),
                 entry.size.to_string(),
-                entry.path.clone(),
+                output::escaped(&entry.path),
             ]
         })
         .collect();
@@ -79,9 +79,12 @@ pub(crate) fn to_table(listing: &ConversationListing) -> String {
             listing.foreign.len()
         ));
         for entry in &listing.foreign {
+            // Printed escaped: a foreign name is anyone's bytes (newlines, escapes).
             text.push_str(&format!(
                 "  {} ({} B): {}\n",
-                entry.path, entry.size, entry.reason
+                output::escaped(&entry.path),
+                entry.size,
+                output::escaped(&entry.reason)
             ));
         }
     }
