@@ -192,7 +192,8 @@ pub(crate) struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Wav)]
     pub(crate) format: ExportFormat,
-    /// Sample rate of the stored audio (for gaps and the WAV header).
+    /// Sample rate of Omi-layout objects, which record none (packs carry their own; the
+    /// export's rate and WAV header are those of the data).
     #[arg(long, value_name = "HZ", default_value_t = 16_000,
           value_parser = clap::value_parser!(u32).range(1..=384_000))]
     pub(crate) sample_rate: u32,

@@ -21,12 +21,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chunk_crypto::pack::SealParams;
-use chunk_format::pack::PackTail;
+use chunk_format::pack::{PackConfig, PackTail};
 use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, UserId};
 
 use crate::decode::{decode_omi_object, omi_opus_container, trim_to_samples};
 use crate::download::preference;
+use crate::format::{AudioFormat, FormatCheck};
 use crate::level::ProtectionLevel;
 use crate::list::ListEntry;
 use crate::pack::PackInput;
@@ -256,6 +257,10 @@ impl ChunkService {
     ) -> Result<(), ServiceError> {
         let key = self.omi_key(uid)?;
         let mut sealed = false;
+        // The group's one format, from the sources (pack headers; Omi objects at the
+        // configured rate): the new pack is written in it, and a group that mixes formats is
+        // refused before anything is written or deleted.
+        let mut formats = FormatCheck::default();
         // Runs of audio in placement order; and the sources consumed.
         let mut runs: Vec<Run> = Vec::new();
         let mut consumed: Vec<String> = Vec::new();
@@ -291,9 +296,10 @@ impl ChunkService {
                         .push((candidate.path.clone(), error.to_string())),
                 }
             }
-            let Some((chosen, (chunks, was_sealed))) = decoded else {
+            let Some((chosen, (chunks, was_sealed, format))) = decoded else {
                 continue;
             };
+            formats.see(&chosen.path, format)?;
             sealed |= was_sealed;
             runs.extend(chunks);
             // Every candidate of a decodable group is replaced (downloads used only `chosen`),
@@ -305,17 +311,30 @@ impl ChunkService {
                 }
             }
         }
-        let chunks = self.trim_overlaps(runs);
+        let omi_rate = self.inner.config.pack.sample_rate;
+        let format = formats.format().unwrap_or(AudioFormat::mono(omi_rate));
+        if format.channels != 1 {
+            return Err(ServiceError::InvalidInput(format!(
+                "{}: compaction merges mono audio; this group has {} channels",
+                group.sources[0].path, format.channels
+            )));
+        }
+        let chunks = trim_overlaps(runs, format.rate);
         if chunks.is_empty() {
             return Ok(());
         }
+        let config = PackConfig {
+            sample_rate: format.rate,
+            channels: format.channels,
+            ..self.inner.config.pack
+        };
         let level = if sealed {
             ProtectionLevel::Enhanced
         } else {
             ProtectionLevel::Standard
         };
         let path = self
-            .write_fresh_pack(uid, conversation, &chunks, level)
+            .write_fresh_pack(uid, conversation, &chunks, level, config)
             .await?;
         consumed.retain(|p| p != &path);
         self.inner.store.delete_many(consumed.iter()).await?;
@@ -326,15 +345,16 @@ impl ChunkService {
         Ok(())
     }
 
-    /// Decodes one source into runs of audio and says whether it was sealed. Runs from Opus
-    /// (an Opus pack's frames, an Omi `.opus` object) keep their container, so an Opus pack
-    /// can store it unchanged.
+    /// Decodes one source into runs of audio and says whether it was sealed and what format
+    /// its audio is in. Runs from Opus (an Opus pack's frames, an Omi `.opus` object) keep
+    /// their container, so an Opus pack can store it unchanged.
     async fn decode_for_compaction(
         &self,
         uid: &UserId,
         source: &ListEntry,
         key: Option<&chunk_crypto::UserKey>,
-    ) -> Result<(Vec<Run>, bool), ServiceError> {
+    ) -> Result<(Vec<Run>, bool, AudioFormat), ServiceError> {
+        let omi_format = AudioFormat::mono(self.inner.config.pack.sample_rate);
         if source.kind == ObjectKind::Pack {
             let pack = self.read_pack_chunks(uid, &source.path).await?;
             let chunks = pack
@@ -346,7 +366,11 @@ impl ChunkService {
                     opus: c.opus,
                 })
                 .collect();
-            return Ok((chunks, pack.sealed));
+            let format = AudioFormat {
+                rate: pack.sample_rate,
+                channels: pack.channels,
+            };
+            return Ok((chunks, pack.sealed, format));
         }
         let bytes = self.inner.store.read(&source.path).await?;
         if matches!(source.kind, ObjectKind::Opus | ObjectKind::OpusEnc) {
@@ -364,11 +388,11 @@ impl ChunkService {
                 pcm,
                 opus: exact.then_some(container),
             };
-            return Ok((vec![run], source.kind.is_encrypted()));
+            return Ok((vec![run], source.kind.is_encrypted(), omi_format));
         }
         let pieces = decode_omi_object(&source.path, source.kind, bytes, key)?;
         let start = source.start.as_millis();
-        let rate = u64::from(self.inner.config.pack.sample_rate);
+        let rate = u64::from(omi_format.rate.max(1));
         let whole_ms = |pcm: &Bytes| (pcm.len() as u64 / 2 * 1000).is_multiple_of(rate);
         let chunks = if source.kind == ObjectKind::BatchEnc && pieces.iter().all(whole_ms) {
             let mut at = start;
@@ -388,76 +412,76 @@ impl ChunkService {
             }
             vec![Run::pcm(start, trim_to_samples(Bytes::from(all)))]
         };
-        Ok((chunks, source.kind.is_encrypted()))
+        Ok((chunks, source.kind.is_encrypted(), omi_format))
     }
+}
 
-    /// Places runs like a download does (earlier audio wins where they overlap) and returns
-    /// chunks that do not overlap, ready for a pack. A run that loses audio to an overlap
-    /// loses its Opus container too (it no longer decodes to the kept PCM).
-    ///
-    /// A pack chunk starts on a whole millisecond, but placed audio can end between two (a
-    /// chunk of 8 samples at 16 kHz ends half a millisecond in). The part of a trimmed run up to
-    /// the next instant that is both a whole millisecond and a whole sample therefore extends
-    /// the chunk placed last, which ends exactly where the run resumes; the rest starts a new
-    /// chunk at that instant. Rounding the resumed chunk's start instead would drop those
-    /// samples, which downloads before compaction serve.
-    fn trim_overlaps(&self, runs: Vec<Run>) -> Vec<PackInput> {
-        let rate = u64::from(self.inner.config.pack.sample_rate.max(1));
-        let mut out: Vec<PackInput> = Vec::new();
-        // End of the audio placed so far, in samples since the epoch (exact for whole ms).
-        let mut cursor: Option<u64> = None;
-        for Run {
-            start_ms,
-            pcm,
-            mut opus,
-        } in runs
+/// Places runs of audio at `rate` like a download does (earlier audio wins where they overlap) and returns
+/// chunks that do not overlap, ready for a pack. A run that loses audio to an overlap
+/// loses its Opus container too (it no longer decodes to the kept PCM).
+///
+/// A pack chunk starts on a whole millisecond, but placed audio can end between two (a
+/// chunk of 8 samples at 16 kHz ends half a millisecond in). The part of a trimmed run up to
+/// the next instant that is both a whole millisecond and a whole sample therefore extends
+/// the chunk placed last, which ends exactly where the run resumes; the rest starts a new
+/// chunk at that instant. Rounding the resumed chunk's start instead would drop those
+/// samples, which downloads before compaction serve.
+fn trim_overlaps(runs: Vec<Run>, rate: u32) -> Vec<PackInput> {
+    let rate = u64::from(rate.max(1));
+    let mut out: Vec<PackInput> = Vec::new();
+    // End of the audio placed so far, in samples since the epoch (exact for whole ms).
+    let mut cursor: Option<u64> = None;
+    for Run {
+        start_ms,
+        pcm,
+        mut opus,
+    } in runs
+    {
+        let start = start_ms * rate / 1000;
+        let untrimmed = pcm.len();
+        let mut pcm = trim_to_samples(pcm);
+        let mut start_ms = start_ms;
+        if let Some(end) = cursor
+            && start < end
         {
-            let start = start_ms * rate / 1000;
-            let untrimmed = pcm.len();
-            let mut pcm = trim_to_samples(pcm);
-            let mut start_ms = start_ms;
-            if let Some(end) = cursor
-                && start < end
-            {
-                let drop = ((end - start) * 2).min(pcm.len() as u64) as usize;
-                pcm = pcm.slice(drop..);
-                if pcm.is_empty() {
-                    continue;
-                }
-                // The rest resumes exactly at `end`, right after the last chunk in `out`.
-                start_ms = next_exact_ms(end, rate);
-                let head = (((start_ms * rate / 1000) - end) * 2).min(pcm.len() as u64) as usize;
-                if head > 0
-                    && let Some(last) = out.last_mut()
-                {
-                    let mut joined = Vec::with_capacity(last.pcm.len() + head);
-                    joined.extend_from_slice(&last.pcm);
-                    joined.extend_from_slice(&pcm[..head]);
-                    last.pcm = Bytes::from(joined);
-                    last.opus = None;
-                    cursor = Some(end + head as u64 / 2);
-                }
-                pcm = pcm.slice(head..);
-            }
+            let drop = ((end - start) * 2).min(pcm.len() as u64) as usize;
+            pcm = pcm.slice(drop..);
             if pcm.is_empty() {
                 continue;
             }
-            let samples = pcm.len() as u64 / 2;
-            let chunk_start = start_ms * rate / 1000;
-            cursor = Some(cursor.map_or(chunk_start + samples, |c| c.max(chunk_start + samples)));
-            if pcm.len() != untrimmed {
-                opus = None;
+            // The rest resumes exactly at `end`, right after the last chunk in `out`.
+            start_ms = next_exact_ms(end, rate);
+            let head = (((start_ms * rate / 1000) - end) * 2).min(pcm.len() as u64) as usize;
+            if head > 0
+                && let Some(last) = out.last_mut()
+            {
+                let mut joined = Vec::with_capacity(last.pcm.len() + head);
+                joined.extend_from_slice(&last.pcm);
+                joined.extend_from_slice(&pcm[..head]);
+                last.pcm = Bytes::from(joined);
+                last.opus = None;
+                cursor = Some(end + head as u64 / 2);
             }
-            if let Some(ts) = Timestamp::from_millis(start_ms) {
-                out.push(PackInput {
-                    timestamp: ts,
-                    pcm,
-                    opus,
-                });
-            }
+            pcm = pcm.slice(head..);
         }
-        out
+        if pcm.is_empty() {
+            continue;
+        }
+        let samples = pcm.len() as u64 / 2;
+        let chunk_start = start_ms * rate / 1000;
+        cursor = Some(cursor.map_or(chunk_start + samples, |c| c.max(chunk_start + samples)));
+        if pcm.len() != untrimmed {
+            opus = None;
+        }
+        if let Some(ts) = Timestamp::from_millis(start_ms) {
+            out.push(PackInput {
+                timestamp: ts,
+                pcm,
+                opus,
+            });
+        }
     }
+    out
 }
 
 /// The first instant at or after sample `position` (samples since the epoch at `rate`) that is

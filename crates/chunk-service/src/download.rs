@@ -13,6 +13,7 @@ use chunk_store::{ConversationId, StoreError, UserId};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use crate::decode::decode_omi_object;
+use crate::format::{AudioFormat, FormatCheck};
 use crate::list::ListEntry;
 use crate::pack::LoadedPack;
 use crate::timeline::{Joining, Piece, Timeline};
@@ -54,7 +55,10 @@ pub struct DownloadOptions {
     /// timestamp requests are concatenated in request order (Omi) and range requests in time
     /// order with holes collapsed.
     pub fill_gaps: bool,
-    /// Sample rate used for gap arithmetic and WAV headers (Omi's default: 16 000).
+    /// Sample rate of Omi objects, which carry none (Omi's default: 16 000). Packs carry
+    /// their own rate in their header; the download's rate ([`PcmStream::sample_rate`]) is
+    /// the rate of the data, and a request whose objects disagree fails with
+    /// [`ServiceError::MixedFormats`] before any byte is produced.
     pub sample_rate: u32,
 }
 
@@ -84,7 +88,8 @@ impl std::fmt::Debug for PcmStream {
 }
 
 impl PcmStream {
-    /// The sample rate the merge assumed.
+    /// The sample rate of the merged audio: the one rate of every object the download used
+    /// (from pack headers; Omi objects at [`DownloadOptions::sample_rate`]).
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate
     }
@@ -116,6 +121,26 @@ enum Job {
 }
 
 impl Job {
+    /// The object the job reads and the format of its audio (Omi objects at `omi_rate`).
+    fn format(&self, omi_rate: u32) -> (&str, AudioFormat) {
+        match self {
+            Job::Omi { candidates } => (
+                candidates.first().map_or("", |c| c.path.as_str()),
+                AudioFormat::mono(omi_rate),
+            ),
+            Job::PackRun { pack, .. } => {
+                let header = pack.index.header();
+                (
+                    pack.path.as_str(),
+                    AudioFormat {
+                        rate: header.sample_rate(),
+                        channels: header.channels(),
+                    },
+                )
+            }
+        }
+    }
+
     fn start(&self) -> Timestamp {
         match self {
             Job::Omi { candidates } => candidates.first().map_or(Timestamp::ZERO, |c| c.start),
@@ -253,11 +278,28 @@ impl ChunkService {
             conversation: conversation.to_string(),
         };
         let listing = self.list(uid, conversation).await?;
-        let planned = plan(&listing.chunks, request);
+        let planned = plan(&listing.chunks, request, options.sample_rate);
         let mut jobs = self.expand(uid, &listing.chunks, planned).await?;
         if jobs.is_empty() {
             return Err(no_audio());
         }
+        // One format for the whole output, from the data.
+        let mut formats = FormatCheck::default();
+        for job in &jobs {
+            let (path, format) = job.format(options.sample_rate);
+            formats.see(path, format)?;
+        }
+        let format = formats
+            .format()
+            .unwrap_or(AudioFormat::mono(options.sample_rate));
+        if format.channels != 1 {
+            return Err(ServiceError::InvalidInput(format!(
+                "{}: downloads merge mono audio; this object has {} channels",
+                jobs[0].format(options.sample_rate).0,
+                format.channels
+            )));
+        }
+        let rate = format.rate;
         let mut timeline = match request {
             DownloadRequest::Timestamps(requested) => {
                 let joining = if options.fill_gaps {
@@ -275,7 +317,7 @@ impl ChunkService {
                     .chain(jobs.iter().map(Job::start))
                     .min()
                     .unwrap_or(Timestamp::ZERO);
-                Timeline::new(options.sample_rate, joining, origin.as_millis())
+                Timeline::new(rate, joining, origin.as_millis())
             }
             DownloadRequest::Range { from, to } => {
                 jobs.sort_by_key(Job::start);
@@ -283,7 +325,7 @@ impl ChunkService {
                     fill_gaps: options.fill_gaps,
                     leading_silence: false,
                 };
-                let mut timeline = Timeline::new(options.sample_rate, joining, from.as_millis());
+                let mut timeline = Timeline::new(rate, joining, from.as_millis());
                 timeline.clip_end_ms(to.as_millis());
                 timeline
             }
@@ -343,7 +385,7 @@ impl ChunkService {
         });
         Ok(PcmStream {
             inner: pieces.boxed(),
-            sample_rate: options.sample_rate,
+            sample_rate: rate,
         })
     }
 
@@ -459,7 +501,7 @@ fn piece_bytes(piece: Piece) -> impl Iterator<Item = Bytes> {
 
 /// Resolves a request against a listing into planned fetches, in request order (timestamp
 /// requests) or time order (ranges). Each object appears once.
-fn plan(entries: &[ListEntry], request: &DownloadRequest) -> Vec<Planned> {
+fn plan(entries: &[ListEntry], request: &DownloadRequest, omi_rate: u32) -> Vec<Planned> {
     let mut singles: HashMap<Timestamp, Vec<&ListEntry>> = HashMap::new();
     let mut multis: Vec<&ListEntry> = Vec::new();
     for entry in entries {
@@ -510,10 +552,9 @@ fn plan(entries: &[ListEntry], request: &DownloadRequest) -> Vec<Planned> {
             }
         }
         DownloadRequest::Range { from, to } => {
-            let rate = 16_000;
             let overlaps = |entry: &ListEntry| {
                 entry.start < *to
-                    && entry.start.as_millis() + max_duration_ms(entry, rate) > from.as_millis()
+                    && entry.start.as_millis() + max_duration_ms(entry, omi_rate) > from.as_millis()
             };
             for multi in &multis {
                 if overlaps(multi) {

@@ -22,6 +22,26 @@ pub enum ServiceError {
         /// The conversation.
         conversation: String,
     },
+    /// Two objects of one request hold audio in different formats (sample rate or channels),
+    /// which no single output can hold; nothing was written. Omi objects carry no format of
+    /// their own and count as the rate the call or the service configuration gives.
+    #[error(
+        "{first} is {first_rate} Hz × {first_channels} channel(s) but {second} is {second_rate} Hz × {second_channels} channel(s); one download or pack cannot mix them"
+    )]
+    MixedFormats {
+        /// The first object seen.
+        first: String,
+        /// Its sample rate.
+        first_rate: u32,
+        /// Its channels.
+        first_channels: u8,
+        /// The object that disagrees.
+        second: String,
+        /// Its sample rate.
+        second_rate: u32,
+        /// Its channels.
+        second_channels: u8,
+    },
     /// An object with this name exists and holds different audio; the service never overwrites.
     #[error("{path} already exists with different content; refusing to overwrite")]
     Conflict {

@@ -41,6 +41,7 @@ mod decode;
 mod delete;
 mod download;
 mod error;
+mod format;
 mod level;
 mod list;
 mod pack;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chunk_crypto::pack::{PackOpener, SealParams};
 use chunk_format::pack::{
-    Codec, ENTRY_LEN, FrameCodec, INDEX_FIXED_LEN, PackEncoder, PackError, PackIndex, PackTail,
-    TRAILER_LEN, pack_name_end,
+    Codec, ENTRY_LEN, FrameCodec, INDEX_FIXED_LEN, PackConfig, PackEncoder, PackError, PackIndex,
+    PackTail, TRAILER_LEN, pack_name_end,
 };
 use chunk_format::{ObjectKind, ObjectName, Timestamp};
 use chunk_store::{ConversationId, PutMode, StoreError, UserId, layout};
@@ -33,6 +33,9 @@ const MAX_COALESCED_READ: u64 = 4 * 1024 * 1024;
 pub(crate) struct WholePack {
     pub(crate) codec: Codec,
     pub(crate) sealed: bool,
+    /// Sample rate and channels from the pack's header.
+    pub(crate) sample_rate: u32,
+    pub(crate) channels: u8,
     pub(crate) chunks: Vec<PackChunk>,
 }
 
@@ -194,7 +197,8 @@ impl ChunkService {
             .iter()
             .map(|c| PackInput::pcm(c.timestamp, c.pcm.clone()))
             .collect();
-        let name = self.pack_name(&inputs)?;
+        let config = self.inner.config.pack;
+        let name = self.pack_name(&inputs, &config)?;
         let path = layout::chunk_path(uid, conversation, &name);
         let store = &self.inner.store;
         if store.stat(&path).await?.is_some() {
@@ -204,7 +208,7 @@ impl ChunkService {
             return Ok((path, false));
         }
         match self
-            .stream_pack(uid, &path, &inputs, level, PutMode::CreateOnly)
+            .stream_pack(uid, &path, &inputs, level, PutMode::CreateOnly, config)
             .await
         {
             Ok(()) => Ok((path, true)),
@@ -216,14 +220,18 @@ impl ChunkService {
         }
     }
 
-    /// The name of a pack holding `chunks`: first start to the end of the last chunk's audio.
-    pub(crate) fn pack_name(&self, chunks: &[PackInput]) -> Result<ObjectName, ServiceError> {
+    /// The name of a pack holding `chunks` in the format `config`: first start to the end of
+    /// the last chunk's audio.
+    pub(crate) fn pack_name(
+        &self,
+        chunks: &[PackInput],
+        config: &PackConfig,
+    ) -> Result<ObjectName, ServiceError> {
         let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
             return Err(ServiceError::InvalidInput(
                 "a pack needs at least one chunk".into(),
             ));
         };
-        let config = &self.inner.config.pack;
         let block = 2 * u32::from(config.channels.max(1));
         let samples = u32::try_from(last.pcm.len() as u64 / u64::from(block))
             .map_err(|_| ServiceError::InvalidInput("chunk too long for a pack".into()))?;
@@ -233,8 +241,9 @@ impl ChunkService {
             .map_err(|e| ServiceError::InvalidInput(e.to_string()))
     }
 
-    /// Encodes a pack to `path`: with one PUT up to [`SINGLE_PUT_MAX`] bytes of input, else
-    /// streamed (one write per chunk, then index and trailer); a failure leaves no object.
+    /// Encodes a pack in the format `config` to `path`: with one PUT up to [`SINGLE_PUT_MAX`]
+    /// bytes of input, else streamed (one write per chunk, then index and trailer); a failure
+    /// leaves no object.
     pub(crate) async fn stream_pack(
         &self,
         uid: &UserId,
@@ -242,6 +251,7 @@ impl ChunkService {
         chunks: &[PackInput],
         level: ProtectionLevel,
         mode: PutMode,
+        config: PackConfig,
     ) -> Result<(), ServiceError> {
         let sealer = if level.service_encrypts() {
             let keyring =
@@ -262,7 +272,6 @@ impl ChunkService {
         } else {
             None
         };
-        let config = self.inner.config.pack;
         let mut encoder = match config.codec {
             Codec::Opus => {
                 if !OpusBackend::Libopus.can_encode() {
@@ -377,6 +386,8 @@ impl ChunkService {
         Ok(WholePack {
             codec,
             sealed: index.header().is_encrypted(),
+            sample_rate: index.header().sample_rate(),
+            channels: index.header().channels(),
             chunks,
         })
     }
@@ -501,11 +512,10 @@ impl ChunkService {
         path: &str,
         remove: impl Fn(Timestamp, Timestamp) -> bool,
     ) -> Result<Rewrite, ServiceError> {
-        let pack = self.read_pack_chunks(uid, path).await?;
+        let mut pack = self.read_pack_chunks(uid, path).await?;
         let total = pack.chunks.len();
         let sealed = pack.sealed;
-        let kept: Vec<PackInput> = pack
-            .chunks
+        let kept: Vec<PackInput> = std::mem::take(&mut pack.chunks)
             .into_iter()
             .filter(|c| !remove(c.start, c.end))
             .map(|c| PackInput {
@@ -525,8 +535,14 @@ impl ChunkService {
         } else {
             ProtectionLevel::Standard
         };
+        // The rewrite keeps the pack's own rate and channels, whatever the service writes.
+        let config = PackConfig {
+            sample_rate: pack.sample_rate,
+            channels: pack.channels,
+            ..self.inner.config.pack
+        };
         let new_path = self
-            .write_fresh_pack(uid, conversation, &kept, level)
+            .write_fresh_pack(uid, conversation, &kept, level, config)
             .await?;
         Ok(Rewrite::Written(new_path))
     }
@@ -542,8 +558,9 @@ impl ChunkService {
         conversation: &ConversationId,
         chunks: &[PackInput],
         level: ProtectionLevel,
+        config: PackConfig,
     ) -> Result<String, ServiceError> {
-        let natural = self.pack_name(chunks)?;
+        let natural = self.pack_name(chunks, &config)?;
         let mut end = natural.end();
         let path = loop {
             let name = ObjectName::pack(natural.start(), end)
@@ -554,10 +571,12 @@ impl ChunkService {
             }
             end = end.saturating_add_millis(1);
         };
-        self.stream_pack(uid, &path, chunks, level, PutMode::CreateOnly)
+        self.stream_pack(uid, &path, chunks, level, PutMode::CreateOnly, config)
             .await?;
         let back = self.read_pack_chunks(uid, &path).await?;
-        let same = back.chunks.len() == chunks.len()
+        let same = back.sample_rate == config.sample_rate
+            && back.channels == config.channels
+            && back.chunks.len() == chunks.len()
             && back.chunks.iter().zip(chunks).all(|(stored, c)| {
                 let copied = match (&stored.opus, &c.opus) {
                     (Some(stored), Some(given)) => stored == given,

@@ -32,6 +32,8 @@ pub(crate) struct Exported {
     pub(crate) pcm_bytes: u64,
     /// Bytes written in total.
     pub(crate) file_bytes: u64,
+    /// Sample rate of the audio (from the data; Omi objects at `--sample-rate`).
+    pub(crate) sample_rate: u32,
 }
 
 /// Runs `export`.
@@ -67,13 +69,13 @@ pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
     } else {
         job.to_file(Path::new(&args.output)).await?
     };
-    let seconds = exported.pcm_bytes as f64 / (2.0 * f64::from(args.sample_rate));
+    let seconds = exported.pcm_bytes as f64 / (2.0 * f64::from(exported.sample_rate.max(1)));
     let to_stdout = args.output == "-";
     if ctx.json && !to_stdout {
         output::print_json(&json!({
             "output": args.output,
             "format": match args.format { ExportFormat::Wav => "wav", ExportFormat::Pcm => "pcm" },
-            "sample_rate": args.sample_rate,
+            "sample_rate": exported.sample_rate,
             "pcm_bytes": exported.pcm_bytes,
             "file_bytes": exported.file_bytes,
             "audio_seconds": seconds,
@@ -164,11 +166,12 @@ impl Job<'_> {
             ExportFormat::Pcm => {
                 let stdout = std::io::stdout().lock();
                 let mut out = BufWriter::with_capacity(256 * 1024, stdout);
-                let pcm_bytes = self.stream_into(&mut out).await?;
+                let (pcm_bytes, sample_rate) = self.stream_into(&mut out).await?;
                 out.flush().context("writing to stdout")?;
                 Ok(Exported {
                     pcm_bytes,
                     file_bytes: pcm_bytes,
+                    sample_rate,
                 })
             }
             ExportFormat::Wav => {
@@ -194,7 +197,7 @@ impl Job<'_> {
             }
             ExportFormat::Pcm => 0,
         };
-        let pcm_bytes = self.stream_into(&mut out).await?;
+        let (pcm_bytes, sample_rate) = self.stream_into(&mut out).await?;
         let mut file = out
             .into_inner()
             .map_err(|e| e.into_error())
@@ -208,7 +211,7 @@ impl Job<'_> {
                         "{pcm_bytes} bytes of audio do not fit a WAV file (4 GiB); use --format pcm"
                     )
                 })?;
-            let header = wav_header(data_len, self.options.sample_rate, 1)?;
+            let header = wav_header(data_len, sample_rate, 1)?;
             file.seek(SeekFrom::Start(0))
                 .context("rewriting the WAV header")?;
             file.write_all(&header)
@@ -218,11 +221,12 @@ impl Job<'_> {
         Ok(Exported {
             pcm_bytes,
             file_bytes: header_len + pcm_bytes,
+            sample_rate,
         })
     }
 
-    /// Downloads and writes the merged PCM; returns its length.
-    async fn stream_into(&self, out: &mut impl Write) -> Result<u64> {
+    /// Downloads and writes the merged PCM; returns its length and its sample rate.
+    async fn stream_into(&self, out: &mut impl Write) -> Result<(u64, u32)> {
         let mut stream = self
             .service
             .download(self.uid, self.conversation, self.request, self.options)
@@ -236,6 +240,6 @@ impl Job<'_> {
             bar.set_position(written);
         }
         bar.finish_and_clear();
-        Ok(written)
+        Ok((written, stream.sample_rate()))
     }
 }
