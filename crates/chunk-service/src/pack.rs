@@ -121,19 +121,33 @@ impl LoadedPack {
             .sum()
     }
 
-    /// Splits `chunks` (sorted, unique) into runs of adjacent chunks, each at most
-    /// [`MAX_COALESCED_READ`] bytes, so each run is one ranged read.
+    /// Splits `chunks` (sorted, unique) into runs of adjacent chunks, each one ranged read of
+    /// at most [`MAX_COALESCED_READ`] stored bytes that decodes to at most
+    /// [`MAX_COALESCED_READ`] bytes (a single chunk larger than that is a run of its own).
+    /// Linear in the number of chunks: each run carries its running sums.
     pub(crate) fn read_runs(&self, chunks: &[usize]) -> Vec<Range<usize>> {
+        let entries = self.index.entries();
         let mut runs: Vec<Range<usize>> = Vec::new();
+        // (stored, decoded) bytes of the last run.
+        let mut sums = (0u64, 0u64);
         for &i in chunks {
+            let Some(entry) = entries.get(i) else {
+                continue;
+            };
+            let (stored, plain) = (u64::from(entry.stored_len), u64::from(entry.plain_len));
             match runs.last_mut() {
                 Some(run)
                     if run.end == i
-                        && self.stored_bytes(&(run.start..i + 1)) <= MAX_COALESCED_READ =>
+                        && sums.0 + stored <= MAX_COALESCED_READ
+                        && sums.1 + plain <= MAX_COALESCED_READ =>
                 {
                     run.end = i + 1;
+                    sums = (sums.0 + stored, sums.1 + plain);
                 }
-                _ => runs.push(i..i + 1),
+                _ => {
+                    runs.push(i..i + 1);
+                    sums = (stored, plain);
+                }
             }
         }
         runs
