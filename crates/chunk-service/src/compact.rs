@@ -106,7 +106,7 @@ pub struct CompactionPlan {
     pub cost: CompactionCost,
 }
 
-fn as_str<S: serde::Serializer, T: std::fmt::Display>(
+pub(crate) fn as_str<S: serde::Serializer, T: std::fmt::Display>(
     value: &T,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
@@ -175,7 +175,14 @@ impl ChunkService {
                 continue;
             }
             let group_start = current.first().map(|e| e.start.as_millis());
+            // Singles at one timestamp are one object in several formats, of which downloads
+            // use one (Omi's preference order): they stay in one group, or a split would
+            // write each into its own pack and the other format could win afterwards.
+            let same_instant = current
+                .last()
+                .is_some_and(|last| !last.is_batch && !entry.is_batch && last.start == entry.start);
             if let Some(start) = group_start
+                && !same_instant
                 && end_bound_ms(&entry).saturating_sub(start) > target_ms
             {
                 flush(&mut current, &mut current_reseal, &mut groups);
