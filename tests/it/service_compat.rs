@@ -245,9 +245,12 @@ async fn downloads_equal_omi_or_the_documented_fix() {
             let conv = ConversationId::new(case.conversation_id.clone()).unwrap();
             let request =
                 DownloadRequest::from_f64_timestamps(case.timestamps.iter().copied()).unwrap();
+            // Omi skips objects it cannot open; chunkvault does so when asked (skip_bad).
             let options = DownloadOptions {
                 fill_gaps: case.fill_gaps,
                 sample_rate: case.sample_rate,
+                skip_bad: true,
+                ..DownloadOptions::default()
             };
             let result = match service.download(&uid(), &conv, &request, options).await {
                 Ok(stream) => stream.collect_vec().await,

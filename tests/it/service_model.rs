@@ -291,6 +291,7 @@ async fn check_against_model(
             DownloadOptions {
                 fill_gaps: true,
                 sample_rate: RATE,
+                ..DownloadOptions::default()
             },
         )
         .await;
@@ -331,6 +332,7 @@ async fn check_against_model(
             DownloadOptions {
                 fill_gaps: false,
                 sample_rate: RATE,
+                ..DownloadOptions::default()
             },
         )
         .await

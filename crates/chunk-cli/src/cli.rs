@@ -197,6 +197,15 @@ pub(crate) struct ExportArgs {
     #[arg(long, value_name = "HZ", default_value_t = 16_000,
           value_parser = clap::value_parser!(u32).range(1..=384_000))]
     pub(crate) sample_rate: u32,
+    /// Longest output, in seconds of audio (default 24 h): a request that would span more,
+    /// gaps filled with silence included, is refused before anything is written.
+    #[arg(long, value_name = "SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_span: u64,
+    /// Skip objects that cannot be opened (wrong or missing secret, damage) or that vanished
+    /// while exporting, and report them, instead of failing the export.
+    #[arg(long)]
+    pub(crate) skip_bad: bool,
     /// Output file (written whole or not at all), or `-` for stdout (WAV to stdout is first
     /// spooled through a temporary file, since its header needs the length).
     #[arg(short = 'o', long = "output", value_name = "FILE")]

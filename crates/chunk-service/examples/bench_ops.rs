@@ -226,6 +226,7 @@ async fn record_hour(
     let options = DownloadOptions {
         fill_gaps: false,
         sample_rate: SAMPLE_RATE,
+        ..DownloadOptions::default()
     };
     let audio = service
         .download(&uid, &conv, &request, options)

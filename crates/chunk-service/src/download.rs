@@ -4,7 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chunk_crypto::UserKey;
@@ -60,6 +62,15 @@ pub struct DownloadOptions {
     /// the rate of the data, and a request whose objects disagree fails with
     /// [`ServiceError::MixedFormats`] before any byte is produced.
     pub sample_rate: u32,
+    /// Longest output a download may produce, in audio time (default 24 h): a request whose
+    /// output would span more (a gap of years between two timestamps, say) is refused with
+    /// [`ServiceError::SpanTooLong`] before any byte is produced.
+    pub max_span: Duration,
+    /// Skip objects that cannot be opened (wrong key, damage) or that vanished between the
+    /// listing and the read, and report them in [`PcmStream::skipped`], instead of failing.
+    /// Off by default: a partial result is never a success unless asked for. (Omi skips such
+    /// objects; its compatible behaviour is this option on.)
+    pub skip_bad: bool,
 }
 
 impl Default for DownloadOptions {
@@ -67,8 +78,22 @@ impl Default for DownloadOptions {
         DownloadOptions {
             fill_gaps: true,
             sample_rate: 16_000,
+            max_span: Duration::from_secs(24 * 3600),
+            skip_bad: false,
         }
     }
+}
+
+/// An object a download with [`DownloadOptions::skip_bad`] left out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedObject {
+    /// The object path.
+    pub path: String,
+    /// Where its audio would have started.
+    #[serde(serialize_with = "crate::compact::as_str")]
+    pub start: Timestamp,
+    /// Why it was skipped (the error, one line).
+    pub reason: String,
 }
 
 /// Merged PCM16LE mono audio, streamed in pieces; never holds the whole result in memory.
@@ -77,7 +102,12 @@ impl Default for DownloadOptions {
 pub struct PcmStream {
     inner: BoxStream<'static, Result<Bytes, ServiceError>>,
     sample_rate: u32,
+    max_bytes: u64,
+    skipped: Skipped,
 }
+
+/// The objects a download skipped, shared between the stream and its fetches.
+type Skipped = Arc<Mutex<Vec<SkippedObject>>>;
 
 impl std::fmt::Debug for PcmStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,6 +122,22 @@ impl PcmStream {
     /// (from pack headers; Omi objects at [`DownloadOptions::sample_rate`]).
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate
+    }
+
+    /// An upper bound of the bytes the stream yields, known before the first one: what a
+    /// caller needs to refuse an output format that cannot hold the result (a WAV file holds
+    /// at most 4 GiB) before writing anything.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// The objects skipped so far (only with [`DownloadOptions::skip_bad`]); complete once
+    /// the stream has ended.
+    pub fn skipped(&self) -> Vec<SkippedObject> {
+        self.skipped
+            .lock()
+            .map(|skipped| skipped.clone())
+            .unwrap_or_default()
     }
 
     /// Collects the whole stream (for tests and small requests).
@@ -121,6 +167,31 @@ enum Job {
 }
 
 impl Job {
+    /// Start and an upper bound of the end of the job's audio, in ms (Omi objects at
+    /// `omi_rate`).
+    fn bounds_ms(&self, omi_rate: u32) -> (u64, u64) {
+        match self {
+            Job::Omi { candidates } => {
+                let start = candidates.first().map_or(0, |c| c.start.as_millis());
+                let longest = candidates
+                    .iter()
+                    .map(|c| max_duration_ms(c, omi_rate))
+                    .max()
+                    .unwrap_or(0);
+                (start, start.saturating_add(longest))
+            }
+            Job::PackRun { pack, run } => {
+                let start = pack.chunk_span(run.start).map_or(0, |(s, _)| s);
+                let end = run
+                    .end
+                    .checked_sub(1)
+                    .and_then(|last| pack.chunk_span(last))
+                    .map_or(start, |(_, e)| e);
+                (start, end)
+            }
+        }
+    }
+
     /// The object the job reads and the format of its audio (Omi objects at `omi_rate`).
     fn format(&self, omi_rate: u32) -> (&str, AudioFormat) {
         match self {
@@ -279,7 +350,9 @@ impl ChunkService {
         };
         let listing = self.list(uid, conversation).await?;
         let planned = plan(&listing.chunks, request, options.sample_rate);
-        let mut jobs = self.expand(uid, &listing.chunks, planned).await?;
+        let (mut jobs, mut skipped_packs) = self
+            .expand(uid, &listing.chunks, planned, options.skip_bad)
+            .await?;
         if jobs.is_empty() {
             return Err(no_audio());
         }
@@ -300,6 +373,17 @@ impl ChunkService {
             )));
         }
         let rate = format.rate;
+        let span = output_span(request, &jobs, options);
+        let max_span_ms = u64::try_from(options.max_span.as_millis()).unwrap_or(u64::MAX);
+        if span.millis > max_span_ms {
+            return Err(ServiceError::SpanTooLong {
+                uid: uid.to_string(),
+                conversation: conversation.to_string(),
+                span_ms: span.millis,
+                max_ms: max_span_ms,
+            });
+        }
+        let max_bytes = span.millis.saturating_mul(u64::from(rate)).div_ceil(1000) * 2;
         let mut timeline = match request {
             DownloadRequest::Timestamps(requested) => {
                 let joining = if options.fill_gaps {
@@ -347,11 +431,33 @@ impl ChunkService {
             .get()
             .min(budget_slots);
         let service = self.clone();
+        let skipped: Skipped = Arc::default();
+        for skip in std::mem::take(&mut skipped_packs) {
+            if let Ok(mut all) = skipped.lock() {
+                all.push(skip);
+            }
+        }
+        let fetch_skipped = skipped.clone();
+        let skip_bad = options.skip_bad;
         let decoded = stream::iter(jobs)
             .map(move |job| {
                 let service = service.clone();
                 let key = key.clone();
-                async move { service.fetch_job(job, key.as_ref()).await }
+                let skipped = fetch_skipped.clone();
+                async move {
+                    match service.fetch_job(job, key.as_ref()).await {
+                        Err(Fetch::Bad(skip)) if skip_bad => {
+                            tracing::warn!(path = %skip.path, reason = %skip.reason, "object skipped (skip_bad)");
+                            if let Ok(mut all) = skipped.lock() {
+                                all.push(skip.into_skipped());
+                            }
+                            Ok(Vec::new())
+                        }
+                        Err(Fetch::Bad(skip)) => Err(skip.error),
+                        Err(Fetch::Failed(error)) => Err(error),
+                        Ok(decoded) => Ok(decoded),
+                    }
+                }
             })
             .buffered(concurrency);
         let no_audio = no_audio();
@@ -386,6 +492,8 @@ impl ChunkService {
         Ok(PcmStream {
             inner: pieces.boxed(),
             sample_rate: rate,
+            max_bytes,
+            skipped,
         })
     }
 
@@ -396,26 +504,48 @@ impl ChunkService {
         uid: &UserId,
         entries: &[ListEntry],
         planned: Vec<Planned>,
-    ) -> Result<Vec<Job>, ServiceError> {
+        skip_bad: bool,
+    ) -> Result<(Vec<Job>, Vec<SkippedObject>), ServiceError> {
         let concurrency = self.inner.config.download_concurrency.get();
         // Read every planned pack's index first (bounded concurrency), keeping plan order.
-        let loaded: Vec<Result<(Planned, Option<LoadedPack>), ServiceError>> =
+        // An error is Ok(skip) for a pack skipped under `skip_bad`, Err(error) otherwise.
+        type Loaded = Result<(Planned, Option<LoadedPack>), Result<SkippedObject, ServiceError>>;
+        let loaded: Vec<Loaded> =
             stream::iter(planned)
                 .map(|planned| async move {
                     match &planned {
                         Planned::Omi(_) => Ok((planned, None)),
                         Planned::Pack(entry, _) => {
-                            let pack = self
+                            match self
                                 .load_pack(uid, &entry.path, entry.size, &entry.name)
-                                .await?;
-                            Ok((planned, Some(pack)))
+                                .await
+                            {
+                                Ok(pack) => Ok((planned, Some(pack))),
+                                Err(error) => match bad_object(&entry.path, entry.start, error) {
+                                    Fetch::Bad(skip) if skip_bad => {
+                                        tracing::warn!(path = %skip.path, reason = %skip.reason, "pack skipped (skip_bad)");
+                                        Err(Ok(skip.into_skipped()))
+                                    }
+                                    Fetch::Bad(skip) => Err(Err(skip.error)),
+                                    Fetch::Failed(error) => Err(Err(error)),
+                                },
+                            }
                         }
                     }
                 })
                 .buffered(concurrency)
                 .collect()
                 .await;
-        let loaded = loaded.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let mut skipped = Vec::new();
+        let mut kept = Vec::new();
+        for result in loaded {
+            match result {
+                Ok(found) => kept.push(found),
+                Err(Ok(skip)) => skipped.push(skip),
+                Err(Err(error)) => return Err(error),
+            }
+        }
+        let loaded = kept;
         // Instants at which some chunk or object *starts*: a request for such an instant means
         // that chunk, not the end of an earlier chunk that happens to cover it.
         let mut starts: HashSet<u64> = entries
@@ -446,37 +576,133 @@ impl ChunkService {
                 (Planned::Pack(..), None) => {}
             }
         }
-        Ok(jobs)
+        Ok((jobs, skipped))
     }
 
-    async fn fetch_job(&self, job: Job, key: Option<&UserKey>) -> Result<Decoded, ServiceError> {
+    /// Fetches and decodes one job. An Omi job tries its candidates in Omi's order and
+    /// uses the first that decodes; only when none does is the job bad.
+    async fn fetch_job(&self, job: Job, key: Option<&UserKey>) -> Result<Decoded, Fetch> {
         let candidates = match job {
             Job::PackRun { pack, run } => {
-                return Ok(self
-                    .read_pack_run(&pack, run)
-                    .await?
-                    .into_iter()
-                    .map(|(start, pcm)| (start, vec![pcm]))
-                    .collect());
+                let start = pack
+                    .index
+                    .entries()
+                    .get(run.start)
+                    .map_or(Timestamp::ZERO, |e| e.start);
+                return match self.read_pack_run(&pack, run).await {
+                    Ok(runs) => Ok(runs
+                        .into_iter()
+                        .map(|(start, pcm)| (start, vec![pcm]))
+                        .collect()),
+                    Err(error) => Err(bad_object(&pack.path, start, error)),
+                };
             }
             Job::Omi { candidates } => candidates,
         };
+        let mut first_bad: Option<Fetch> = None;
         for candidate in &candidates {
             let bytes = match self.inner.store.read(&candidate.path).await {
                 Ok(bytes) => bytes,
                 // Deleted between listing and fetch: try the next format, like a 404 in Omi.
-                Err(StoreError::NotFound { .. }) => continue,
-                Err(other) => return Err(other.into()),
+                Err(error @ StoreError::NotFound { .. }) => {
+                    first_bad.get_or_insert(bad_object(
+                        &candidate.path,
+                        candidate.start,
+                        error.into(),
+                    ));
+                    continue;
+                }
+                Err(other) => return Err(Fetch::Failed(other.into())),
             };
             match decode_omi_object(&candidate.path, candidate.kind, bytes, key) {
                 Ok(pieces) => return Ok(vec![(candidate.start.as_millis(), pieces)]),
                 Err(error) => {
-                    tracing::warn!(path = %candidate.path, %error, "undecodable object skipped; trying the next format");
+                    tracing::warn!(path = %candidate.path, %error, "undecodable object; trying the next format");
+                    first_bad.get_or_insert(bad_object(&candidate.path, candidate.start, error));
                 }
             }
         }
-        Ok(Vec::new())
+        match first_bad {
+            Some(bad) => Err(bad),
+            None => Ok(Vec::new()),
+        }
     }
+}
+
+/// Why a fetch gave no audio.
+enum Fetch {
+    /// The object cannot be opened (key, damage) or vanished since the listing: it fails the
+    /// download, or is skipped with [`DownloadOptions::skip_bad`].
+    Bad(BadObject),
+    /// Anything else (the store failed): always fails the download.
+    Failed(ServiceError),
+}
+
+/// An object that gave no audio, and why.
+struct BadObject {
+    path: String,
+    start: Timestamp,
+    reason: String,
+    error: ServiceError,
+}
+
+impl BadObject {
+    fn into_skipped(self) -> SkippedObject {
+        SkippedObject {
+            path: self.path,
+            start: self.start,
+            reason: self.reason,
+        }
+    }
+}
+
+/// Sorts an error reading the object at `path` into bad (skippable) and failed.
+fn bad_object(path: &str, start: Timestamp, error: ServiceError) -> Fetch {
+    let error = match error {
+        ServiceError::Store(StoreError::NotFound { .. }) => ServiceError::Vanished {
+            path: path.to_owned(),
+        },
+        ServiceError::Store(_) => return Fetch::Failed(error),
+        other => other,
+    };
+    Fetch::Bad(BadObject {
+        path: path.to_owned(),
+        start,
+        reason: error.to_string(),
+        error,
+    })
+}
+
+/// The audio time a download's output covers, from its jobs: what [`DownloadOptions::
+/// max_span`] bounds.
+struct OutputSpan {
+    millis: u64,
+}
+
+/// The span of the output: from the origin (timestamp requests with gap filling start at the
+/// earliest instant asked for) or the first audio, to the last audio's end bound, clipped to
+/// a range request. Without gap filling, the sum of the jobs' durations.
+fn output_span(request: &DownloadRequest, jobs: &[Job], options: DownloadOptions) -> OutputSpan {
+    let rate = options.sample_rate;
+    let bounds = jobs.iter().map(|job| job.bounds_ms(rate));
+    let first = bounds.clone().map(|(s, _)| s).min().unwrap_or(0);
+    let last = bounds.clone().map(|(_, e)| e).max().unwrap_or(0);
+    let millis = match request {
+        DownloadRequest::Range { from, to } if options.fill_gaps => last
+            .min(to.as_millis())
+            .saturating_sub(first.max(from.as_millis())),
+        DownloadRequest::Timestamps(requested) if options.fill_gaps => {
+            let origin = requested
+                .iter()
+                .map(|t| t.as_millis())
+                .chain([first])
+                .min()
+                .unwrap_or(first);
+            last.saturating_sub(origin)
+        }
+        _ => bounds.map(|(s, e)| e.saturating_sub(s)).sum(),
+    };
+    OutputSpan { millis }
 }
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];

@@ -42,6 +42,27 @@ pub enum ServiceError {
         /// Its channels.
         second_channels: u8,
     },
+    /// A download's output would span more audio time than
+    /// [`crate::DownloadOptions::max_span`]; nothing was produced.
+    #[error(
+        "the download of conversation {conversation} of user {uid} would span {span_ms} ms of audio, more than the limit of {max_ms} ms; ask for a shorter range"
+    )]
+    SpanTooLong {
+        /// The user.
+        uid: String,
+        /// The conversation.
+        conversation: String,
+        /// The span the request would produce.
+        span_ms: u64,
+        /// The limit.
+        max_ms: u64,
+    },
+    /// An object listed for a download was gone when it was read (deleted meanwhile).
+    #[error("{path} vanished between the listing and the read")]
+    Vanished {
+        /// The object path.
+        path: String,
+    },
     /// An object with this name exists and holds different audio; the service never overwrites.
     #[error("{path} already exists with different content; refusing to overwrite")]
     Conflict {

@@ -57,7 +57,7 @@ pub use compact::{
 };
 pub use config::{BatchLayout, EncryptionPolicy, ServiceConfig, SingleFormat};
 pub use delete::DeleteReport;
-pub use download::{DownloadOptions, DownloadRequest, PcmStream};
+pub use download::{DownloadOptions, DownloadRequest, PcmStream, SkippedObject};
 pub use error::ServiceError;
 pub use level::{
     InMemoryLevels, LevelLookupError, ProtectionLevel, ProtectionLevels, UnknownLevel,

@@ -186,6 +186,7 @@ pub(crate) async fn run(ctx: &Context, args: &DemoArgs) -> Result<()> {
         options: DownloadOptions {
             fill_gaps: true,
             sample_rate: RATE,
+            ..DownloadOptions::default()
         },
         format: ExportFormat::Wav,
         progress: ctx.progress(),

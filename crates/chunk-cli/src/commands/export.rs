@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use chunk_format::wav::{WAV_HEADER_LEN, wav_header};
-use chunk_service::{ChunkService, DownloadOptions, DownloadRequest};
+use chunk_service::{ChunkService, DownloadOptions, DownloadRequest, SkippedObject};
 use chunk_store::{ConversationId, UserId};
 use futures::StreamExt;
 use serde_json::json;
@@ -25,8 +25,11 @@ use crate::cli::{ExportArgs, ExportFormat};
 use crate::context::{self, Context};
 use crate::{output, progress};
 
+/// The most PCM bytes a WAV file's 32-bit sizes can describe (RIFF size = 36 + data).
+const WAV_MAX_DATA: u32 = u32::MAX - 36;
+
 /// What an export wrote.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Exported {
     /// PCM bytes (without the WAV header).
     pub(crate) pcm_bytes: u64,
@@ -34,6 +37,15 @@ pub(crate) struct Exported {
     pub(crate) file_bytes: u64,
     /// Sample rate of the audio (from the data; Omi objects at `--sample-rate`).
     pub(crate) sample_rate: u32,
+    /// Objects left out (`--skip-bad` only).
+    pub(crate) skipped: Vec<SkippedObject>,
+}
+
+/// What streaming the download into an output gave.
+struct Streamed {
+    pcm_bytes: u64,
+    sample_rate: u32,
+    skipped: Vec<SkippedObject>,
 }
 
 /// Runs `export`.
@@ -52,6 +64,8 @@ pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
     let options = DownloadOptions {
         fill_gaps: !args.no_fill_gaps,
         sample_rate: args.sample_rate,
+        max_span: std::time::Duration::from_secs(args.max_span),
+        skip_bad: args.skip_bad,
     };
     let service = ctx.reader()?;
     let started = Instant::now();
@@ -79,6 +93,7 @@ pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
             "pcm_bytes": exported.pcm_bytes,
             "file_bytes": exported.file_bytes,
             "audio_seconds": seconds,
+            "skipped": exported.skipped,
         }))?;
     } else if !ctx.json {
         let line = format!(
@@ -93,6 +108,20 @@ pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
             output::note(&line);
         } else {
             outln!("{line}")?;
+        }
+    }
+    if !exported.skipped.is_empty() && (!ctx.json || to_stdout) {
+        output::note(&format!(
+            "skipped {} object(s) (--skip-bad):",
+            exported.skipped.len()
+        ));
+        for skip in &exported.skipped {
+            output::note(&format!(
+                "  {} at {}: {}",
+                output::escaped(&skip.path),
+                skip.start,
+                output::escaped(&skip.reason)
+            ));
         }
     }
     Ok(())
@@ -166,12 +195,13 @@ impl Job<'_> {
             ExportFormat::Pcm => {
                 let stdout = std::io::stdout().lock();
                 let mut out = BufWriter::with_capacity(256 * 1024, stdout);
-                let (pcm_bytes, sample_rate) = self.stream_into(&mut out).await?;
+                let streamed = self.stream_into(&mut out).await?;
                 out.flush().context("writing to stdout")?;
                 Ok(Exported {
-                    pcm_bytes,
-                    file_bytes: pcm_bytes,
-                    sample_rate,
+                    pcm_bytes: streamed.pcm_bytes,
+                    file_bytes: streamed.pcm_bytes,
+                    sample_rate: streamed.sample_rate,
+                    skipped: streamed.skipped,
                 })
             }
             ExportFormat::Wav => {
@@ -197,7 +227,8 @@ impl Job<'_> {
             }
             ExportFormat::Pcm => 0,
         };
-        let (pcm_bytes, sample_rate) = self.stream_into(&mut out).await?;
+        let streamed = self.stream_into(&mut out).await?;
+        let (pcm_bytes, sample_rate) = (streamed.pcm_bytes, streamed.sample_rate);
         let mut file = out
             .into_inner()
             .map_err(|e| e.into_error())
@@ -222,15 +253,24 @@ impl Job<'_> {
             pcm_bytes,
             file_bytes: header_len + pcm_bytes,
             sample_rate,
+            skipped: streamed.skipped,
         })
     }
 
-    /// Downloads and writes the merged PCM; returns its length and its sample rate.
-    async fn stream_into(&self, out: &mut impl Write) -> Result<(u64, u32)> {
+    /// Downloads and writes the merged PCM; returns its length, its sample rate and what was
+    /// skipped. A WAV output that could not hold the result is refused before any byte.
+    async fn stream_into(&self, out: &mut impl Write) -> Result<Streamed> {
         let mut stream = self
             .service
             .download(self.uid, self.conversation, self.request, self.options)
             .await?;
+        if self.format == ExportFormat::Wav && stream.max_bytes() > u64::from(WAV_MAX_DATA) {
+            bail!(
+                "the export may hold up to {} of audio, more than a WAV file can (4 GiB); use \
+                 --format pcm, or a shorter range",
+                output::bytes(stream.max_bytes())
+            );
+        }
         let bar = progress::bytes(self.progress, "exporting");
         let mut written = 0u64;
         while let Some(piece) = stream.next().await {
@@ -240,6 +280,10 @@ impl Job<'_> {
             bar.set_position(written);
         }
         bar.finish_and_clear();
-        Ok((written, stream.sample_rate()))
+        Ok(Streamed {
+            pcm_bytes: written,
+            sample_rate: stream.sample_rate(),
+            skipped: stream.skipped(),
+        })
     }
 }
