@@ -16,12 +16,10 @@ use crate::uri;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CreateOnlyMode {
     /// The backend's own conditional write: `If-None-Match: *` on S3 / GCS / Azure, a checked
-    /// commit in memory, an existence check before the commit on fs (see below). Use this on
-    /// AWS S3, GCS, Azure, fs and memory.
-    ///
-    /// On fs, OpenDAL checks for the target when the writer starts and renames the finished
-    /// temporary file over it at close, so two create-only writers racing on one path can
-    /// both succeed (the last rename wins). The store has one writer per path in practice.
+    /// commit in memory, and on fs a hard link of the finished staging file to the object's
+    /// name, which the kernel refuses when the name exists. Use this on AWS S3, GCS, Azure, fs
+    /// and memory. On fs, memory and a server that enforces the condition, of two create-only
+    /// writers racing on one path exactly one succeeds.
     #[default]
     Native,
     /// Stat first, fail if the object exists, then write unconditionally. Two writers racing
