@@ -14,6 +14,7 @@ use chunk_store::{ConversationId, Store, UserId};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cli::{GlobalArgs, LayoutArg};
+use crate::output;
 
 /// The environment variable holding the master secret.
 pub(crate) const SECRET_ENV: &str = "CHUNKVAULT_SECRET";
@@ -134,6 +135,9 @@ fn secret_from_env() -> Result<Option<Zeroizing<Vec<u8>>>> {
 
 /// The secret from a file: its bytes, minus one trailing newline.
 fn secret_from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    if let Some(warning) = secret_file_warning(path) {
+        output::note(&warning);
+    }
     let mut bytes = Zeroizing::new(
         std::fs::read(path)
             .with_context(|| format!("reading the secret file {}", path.display()))?,
@@ -158,4 +162,41 @@ pub(crate) fn user(uid: &str) -> Result<UserId> {
 /// Validates a conversation id.
 pub(crate) fn conversation(conversation: &str) -> Result<ConversationId> {
     ConversationId::new(conversation).with_context(|| format!("--conversation {conversation:?}"))
+}
+
+/// A warning when the secret file can be read by its group or by others (mode `& 0o077`), as
+/// ssh warns about private keys; `None` when only its owner can read it.
+fn secret_file_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "chunkvault: warning: the secret file {} is readable by others (mode {:o}); \
+             chmod 600 it",
+            output::escaped_path(path),
+            mode & 0o777
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_secret_file_readable_by_others_gets_a_warning() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("secret");
+        std::fs::write(&path, b"secret")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        assert_eq!(secret_file_warning(&path), None);
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            let warning = secret_file_warning(&path).unwrap_or_default();
+            assert!(warning.contains(&format!("mode {mode:o}")), "{warning}");
+            assert!(!warning.contains("secret\n"), "never the content");
+        }
+        Ok(())
+    }
 }

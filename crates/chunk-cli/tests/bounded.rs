@@ -184,3 +184,27 @@ fn an_object_that_cannot_be_opened_fails_the_export_unless_skip_bad() {
             .all(|s| s["path"].as_str().is_some_and(|p| p.ends_with(".enc")))
     );
 }
+
+/// A 500-byte garbage `.pack` used to make `stats` fail for the whole store: it is now
+/// reported as bad, and everything else is counted.
+#[test]
+fn one_garbage_pack_does_not_block_stats() {
+    let sandbox = Sandbox::new();
+    ingest(&sandbox, "1000", &[], None);
+    let before = sandbox.json(&["stats"]);
+    let bad = sandbox
+        .store_root()
+        .join("chunks/u1/c/2000.000-2010.000.pack");
+    std::fs::write(&bad, [0x5au8; 500]).expect("write");
+    let stats = sandbox.json(&["stats"]);
+    assert_eq!(stats["audio_seconds"], before["audio_seconds"]);
+    assert_eq!(stats["chunks"], before["chunks"]);
+    let bad_objects = stats["bad_objects"].as_array().expect("bad_objects");
+    assert_eq!(bad_objects.len(), 1, "{stats}");
+    assert_eq!(bad_objects[0]["path"], "chunks/u1/c/2000.000-2010.000.pack");
+    let text = sandbox.ok(&["stats"]);
+    assert!(
+        text.contains("BAD  chunks/u1/c/2000.000-2010.000.pack"),
+        "{text}"
+    );
+}

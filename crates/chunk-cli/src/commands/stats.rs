@@ -62,6 +62,9 @@ pub(crate) struct Totals {
     pub(crate) conversations: BTreeSet<(String, String)>,
     /// Non-audio objects under the prefix.
     pub(crate) foreign: u64,
+    /// Audio objects whose index could not be read: (path, why). Counted in `objects` and
+    /// `bytes`, not in durations or chunks; the walk goes on past them.
+    pub(crate) bad: Vec<(String, String)>,
 }
 
 impl Totals {
@@ -98,13 +101,17 @@ pub(crate) async fn walk(store: &Store, prefix: &str) -> Result<Totals> {
         let pcm_ms = |bytes: u64| bytes / 2 * 2 * 1000 / PCM_BYTES_PER_SEC;
         let range = name.range_end().is_some();
         match kind {
-            ObjectKind::Pack => {
-                totals.exact_ms += name
-                    .end()
-                    .as_millis()
-                    .saturating_sub(name.start().as_millis());
-                totals.chunks_exact += u64::from(pack_chunks(store, &path, size).await?);
-            }
+            ObjectKind::Pack => match pack_chunks(store, &path, size).await {
+                Ok(chunks) => {
+                    totals.exact_ms += name
+                        .end()
+                        .as_millis()
+                        .saturating_sub(name.start().as_millis());
+                    totals.chunks_exact += u64::from(chunks);
+                }
+                // One bad pack does not hide the rest of the store: report it, go on.
+                Err(error) => totals.bad.push((path.clone(), format!("{error:#}"))),
+            },
             ObjectKind::Bin => {
                 totals.exact_ms += pcm_ms(size);
                 totals.chunks_exact += 1;
@@ -173,6 +180,7 @@ pub(crate) async fn run(ctx: &Context, args: &StatsArgs) -> Result<()> {
             "bytes": totals.bytes,
             "kinds": totals.kinds.iter().map(|(k, (n, b))| (k.to_string(), json!({"objects": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
             "foreign_objects": totals.foreign,
+            "bad_objects": totals.bad.iter().map(|(path, reason)| json!({"path": path, "reason": reason})).collect::<Vec<_>>(),
             "audio_seconds": totals.audio().as_secs_f64(),
             "audio_seconds_estimated": Duration::from_millis(totals.estimated_ms).as_secs_f64(),
             "opus_objects_without_duration": totals.opus_objects,
@@ -200,6 +208,13 @@ pub(crate) async fn run(ctx: &Context, args: &StatsArgs) -> Result<()> {
         output::bytes(totals.bytes),
         totals.foreign
     )?;
+    for (path, reason) in &totals.bad {
+        outln!(
+            "BAD  {}: {} (not counted in audio or chunks)",
+            output::escaped(path),
+            output::escaped(reason)
+        )?;
+    }
     let kinds: Vec<Vec<String>> = totals
         .kinds
         .iter()
