@@ -425,6 +425,30 @@ async fn compaction_regression_singles_off_whole_ms_into_short_packs() {
     .await;
 }
 
+/// Found by the same property once the groups kept same-instant singles together: a `.bin`
+/// and an `.enc` at the instant where a 5 s pack starts. The pack is long enough to be left
+/// alone; merging the two singles made a second pack at that instant, which won the tie the
+/// old pack had won over the singles.
+#[tokio::test]
+async fn compaction_regression_singles_at_the_start_of_a_pack_left_alone() {
+    let piece = |chunks: &[u64], layout, enhanced| Piece {
+        gap_ms: 0,
+        chunks: chunks.to_vec(),
+        layout,
+        enhanced,
+    };
+    compaction_case_in(
+        vec![
+            piece(&[1], 0, false),
+            piece(&[1], 0, true),
+            piece(&[80_000], 2, false),
+        ],
+        1,
+        Unit::Samples,
+    )
+    .await;
+}
+
 fn samples_piece() -> impl Strategy<Value = Piece> {
     (
         prop::sample::select(vec![0u64, 0, 5, 250, 3_000]),

@@ -153,6 +153,8 @@ impl ChunkService {
         let target_ms = options.target_duration.as_millis() as u64;
         let active = self.inner.keyring.as_ref().map(|k| k.active_id().get());
         let mut groups: Vec<(Vec<ListEntry>, bool)> = Vec::new();
+        // Starts of the packs left alone (long enough already).
+        let mut alone_starts: std::collections::HashSet<u64> = std::collections::HashSet::new();
         let mut current: Vec<ListEntry> = Vec::new();
         let mut current_reseal = false;
         let flush = |current: &mut Vec<ListEntry>, reseal: &mut bool, groups: &mut Vec<_>| {
@@ -171,16 +173,15 @@ impl ChunkService {
                     .await?
                     .is_some_and(|id| Some(id) != active);
             if long && !reseal {
+                alone_starts.insert(entry.start.as_millis());
                 flush(&mut current, &mut current_reseal, &mut groups);
                 continue;
             }
             let group_start = current.first().map(|e| e.start.as_millis());
-            // Singles at one timestamp are one object in several formats, of which downloads
-            // use one (Omi's preference order): they stay in one group, or a split would
-            // write each into its own pack and the other format could win afterwards.
-            let same_instant = current
-                .last()
-                .is_some_and(|last| !last.is_batch && !entry.is_batch && last.start == entry.start);
+            // Objects starting at one instant stay in one group: downloads place them by a
+            // tie-break (batches first, then Omi's format preference), which two new packs
+            // starting at that instant would replace with the order of their names.
+            let same_instant = current.last().is_some_and(|last| last.start == entry.start);
             if let Some(start) = group_start
                 && !same_instant
                 && end_bound_ms(&entry).saturating_sub(start) > target_ms
@@ -191,13 +192,18 @@ impl ChunkService {
             current.push(entry);
         }
         flush(&mut current, &mut current_reseal, &mut groups);
+        // For the same reason, nothing that starts where a pack left alone starts is merged:
+        // the new pack would tie with it and could win where the old objects lost.
+        for (sources, _) in &mut groups {
+            sources.retain(|e| !alone_starts.contains(&e.start.as_millis()));
+        }
 
         let mut cost = CompactionCost::default();
         let mut planned = Vec::new();
         let objects_before = self.list(uid, conversation).await?.chunks.len() as u64;
         let mut removed = 0;
         for (sources, reseal) in groups {
-            if sources.len() < 2 && !reseal {
+            if sources.is_empty() || (sources.len() < 2 && !reseal) {
                 continue;
             }
             cost.reads += sources.len() as u64 + 1;
