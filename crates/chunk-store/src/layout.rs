@@ -84,6 +84,31 @@ pub enum IdError {
         /// Its byte offset.
         at: usize,
     },
+    /// The id is not in Unicode Normalization Form C: it would be a look-alike of its NFC
+    /// form (`e` + combining acute against `é`), a second user where a person sees one.
+    #[error("{kind} {id:?} is not in Unicode NFC; give it as {nfc:?}")]
+    NotNfc {
+        /// User or conversation.
+        kind: IdKind,
+        /// The id as given.
+        id: String,
+        /// Its NFC form.
+        nfc: String,
+    },
+    /// The id contains an invisible code point: a default-ignorable one (zero-width space,
+    /// joiners, variation selectors, soft hyphen, …) or a bidirectional control, which make
+    /// ids that look identical but are not (`alice` and `alice\u{200b}`).
+    #[error("{kind} {id:?} contains the invisible code point U+{code:04X} at byte {at}")]
+    Invisible {
+        /// User or conversation.
+        kind: IdKind,
+        /// The id as given.
+        id: String,
+        /// The code point.
+        code: u32,
+        /// Its byte offset.
+        at: usize,
+    },
     /// The id is `.` or `..`, which name directories, not objects.
     #[error("{kind} {id:?} is a relative path component")]
     DotName {
@@ -122,7 +147,31 @@ fn validate(kind: IdKind, id: &str) -> Result<(), IdError> {
             id: id.to_owned(),
         });
     }
+    if let Some((at, ch)) = id.char_indices().find(|&(_, c)| is_invisible(c)) {
+        return Err(IdError::Invisible {
+            kind,
+            id: id.to_owned(),
+            code: u32::from(ch),
+            at,
+        });
+    }
+    let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
+    if !nfc.is_normalized(id) {
+        return Err(IdError::NotNfc {
+            kind,
+            id: id.to_owned(),
+            nfc: nfc.normalize(id).into_owned(),
+        });
+    }
     Ok(())
+}
+
+/// Whether `c` is Unicode `Default_Ignorable_Code_Point` or `Bidi_Control`: invisible in an id.
+pub(crate) fn is_invisible(c: char) -> bool {
+    use icu_properties::CodePointSetData;
+    use icu_properties::props::{BidiControl, DefaultIgnorableCodePoint};
+    CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || CodePointSetData::new::<BidiControl>().contains(c)
 }
 
 macro_rules! id_type {
@@ -133,7 +182,11 @@ macro_rules! id_type {
 
         impl $name {
             /// Checks `id` and wraps it: non-empty, at most [`MAX_ID_LEN`] bytes, no `/`, no
-            /// `\`, no control characters (NUL included), and not `.` or `..`.
+            /// `\`, no control characters (NUL included), not `.` or `..`, in Unicode NFC, and
+            /// without default-ignorable or bidi-control code points (zero-width characters,
+            /// joiners, variation selectors, direction overrides). Ids are refused, never
+            /// rewritten: a normalised id would name another path than the one stored. Ids in
+            /// different scripts that look alike (Latin `a`, Cyrillic `а`) stay distinct.
             pub fn new(id: impl Into<String>) -> Result<Self, IdError> {
                 let id = id.into();
                 validate($kind, &id)?;
@@ -237,6 +290,40 @@ mod tests {
     }
 
     #[test]
+    fn look_alike_ids_are_refused() {
+        // NFD "é" (e + combining acute) is a look-alike of NFC "é".
+        assert_eq!(
+            UserId::new("caf\u{65}\u{301}"),
+            Err(IdError::NotNfc {
+                kind: IdKind::User,
+                id: "caf\u{65}\u{301}".to_owned(),
+                nfc: "caf\u{e9}".to_owned(),
+            })
+        );
+        assert!(UserId::new("caf\u{e9}").is_ok());
+        for (id, code, at) in [
+            ("alice\u{200b}", 0x200b, 5),
+            ("al\u{200d}ice", 0x200d, 2),
+            ("\u{202e}ecila", 0x202e, 0),
+            ("alice\u{2066}", 0x2066, 5),
+            ("ali\u{ad}ce", 0xad, 3),
+            ("alice\u{fe0f}", 0xfe0f, 5),
+            ("\u{feff}alice", 0xfeff, 0),
+        ] {
+            assert_eq!(
+                ConversationId::new(id),
+                Err(IdError::Invisible {
+                    kind: IdKind::Conversation,
+                    id: id.to_owned(),
+                    code,
+                    at
+                }),
+                "{id:?}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_ids_are_errors() {
         assert_eq!(UserId::new(""), Err(IdError::Empty { kind: IdKind::User }));
         assert_eq!(
@@ -314,11 +401,14 @@ mod tests {
         /// documented rules.
         #[test]
         fn prop_ids_are_single_safe_segments(id in "\\PC{0,20}|[a-z./\\\\\u{0}-\u{1f}]{0,6}") {
+            let nfc = icu_normalizer::ComposingNormalizerBorrowed::new_nfc();
             let expected_ok = !id.is_empty()
                 && id.len() <= MAX_ID_LEN
                 && !id.chars().any(|c| c == '/' || c == '\\' || c.is_control())
                 && id != "."
-                && id != "..";
+                && id != ".."
+                && !id.chars().any(is_invisible)
+                && nfc.is_normalized(&id);
             match (UserId::new(id.clone()), ConversationId::new(id.clone())) {
                 (Ok(uid), Ok(conv)) => {
                     prop_assert!(expected_ok);
