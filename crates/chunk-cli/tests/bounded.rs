@@ -37,57 +37,51 @@ fn a_span_beyond_the_limit_is_refused_before_any_byte() {
     let sandbox = Sandbox::new();
     ingest(&sandbox, T0, &[], None);
     // Omi-style timestamps from the epoch to T0: 57 years of leading silence.
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
+    let out = sandbox.export(
         "c",
-        "--timestamps",
-        &format!("0.000,{T0}"),
-        "--format",
-        "pcm",
-        "-o",
-        "-",
-    ]);
+        &[
+            "--timestamps",
+            &format!("0.000,{T0}"),
+            "--format",
+            "pcm",
+            "-o",
+            "-",
+        ],
+    );
     assert!(out.stdout.is_empty(), "{} bytes written", out.stdout.len());
     failure(out, "more than the limit");
     // The same request within a raised limit is not refused for its span.
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
+    let out = sandbox.export(
         "c",
-        "--from",
-        T0,
-        "--to",
-        "1786961855.727",
-        "--max-span",
-        "20",
-        "--format",
-        "pcm",
-        "-o",
-        "-",
-    ]);
+        &[
+            "--from",
+            T0,
+            "--to",
+            "1786961855.727",
+            "--max-span",
+            "20",
+            "--format",
+            "pcm",
+            "-o",
+            "-",
+        ],
+    );
     assert!(out.status.success());
     assert_eq!(out.stdout.len(), 16_000 * 10 * 2);
     // And a 10 s export with a limit of 5 s is refused.
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
+    let out = sandbox.export(
         "c",
-        "--from",
-        T0,
-        "--to",
-        "1786961855.727",
-        "--max-span",
-        "5",
-        "-o",
-        "-",
-    ]);
+        &[
+            "--from",
+            T0,
+            "--to",
+            "1786961855.727",
+            "--max-span",
+            "5",
+            "-o",
+            "-",
+        ],
+    );
     failure(out, "more than the limit");
 }
 
@@ -98,21 +92,19 @@ fn a_wav_that_cannot_hold_the_result_is_refused_up_front() {
     // 40 h later: filled with silence, 40 h at 16 kHz is 4.6 GB of PCM.
     ingest(&sandbox, "145000", &[], None);
     let target = sandbox.path("big.wav");
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
+    let out = sandbox.export(
         "c",
-        "--from",
-        "1000",
-        "--to",
-        "145010",
-        "--max-span",
-        "200000",
-        "-o",
-        target.to_str().expect("utf-8"),
-    ]);
+        &[
+            "--from",
+            "1000",
+            "--to",
+            "145010",
+            "--max-span",
+            "200000",
+            "-o",
+            target.to_str().expect("utf-8"),
+        ],
+    );
     failure(out, "more than a WAV file can");
     assert!(!target.exists(), "nothing is written");
     let leftovers: Vec<_> = std::fs::read_dir(sandbox.path(""))

@@ -457,21 +457,19 @@ fn compact_plans_then_merges_omi_batches_into_a_pack() {
     assert_eq!(listing["chunks"].as_array().map(Vec::len), Some(1));
     assert_eq!(listing["chunks"][0]["kind"], "pack");
     // The audio is unchanged.
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
+    let out = sandbox.export(
         "k",
-        "--from",
-        T0,
-        "--to",
-        "1786961868.727",
-        "--format",
-        "pcm",
-        "-o",
-        "-",
-    ]);
+        &[
+            "--from",
+            T0,
+            "--to",
+            "1786961868.727",
+            "--format",
+            "pcm",
+            "-o",
+            "-",
+        ],
+    );
     assert!(out.status.success());
     assert_eq!(out.stdout, pcm);
     // Nothing left to do.
@@ -513,21 +511,12 @@ fn compact_keeps_an_overlap_that_ends_off_a_whole_millisecond() {
         ]);
     }
     let export = || {
-        let out = sandbox.run(&[
-            "export",
-            "--uid",
-            "u1",
-            "--conversation",
+        let out = sandbox.export(
             "ov",
-            "--from",
-            "1000",
-            "--to",
-            "1500",
-            "--format",
-            "pcm",
-            "-o",
-            "-",
-        ]);
+            &[
+                "--from", "1000", "--to", "1500", "--format", "pcm", "-o", "-",
+            ],
+        );
         assert!(
             out.status.success(),
             "{}",

@@ -128,21 +128,19 @@ fn a_link_inside_a_conversation_is_foreign_never_read_nor_removed() {
         );
     }
     // The export is the real audio only, and verify does not call the link ok.
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
+    let out = sandbox.export(
         "c",
-        "--from",
-        T0,
-        "--to",
-        "1786961868.727",
-        "--format",
-        "pcm",
-        "-o",
-        "-",
-    ]);
+        &[
+            "--from",
+            T0,
+            "--to",
+            "1786961868.727",
+            "--format",
+            "pcm",
+            "-o",
+            "-",
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, pcm);
     let verify = sandbox.json(&["verify", "--uid", "u1"]);
@@ -195,21 +193,19 @@ fn export_replaces_regular_files_only() {
     let victim = Victim::new(&sandbox);
     let pcm = ingested(&sandbox, "c", &[], None);
     let export = |target: &Path| {
-        sandbox.run(&[
-            "export",
-            "--uid",
-            "u1",
-            "--conversation",
+        sandbox.export(
             "c",
-            "--from",
-            T0,
-            "--to",
-            "1786961868.727",
-            "--format",
-            "pcm",
-            "-o",
-            target.to_str().expect("utf-8"),
-        ])
+            &[
+                "--from",
+                T0,
+                "--to",
+                "1786961868.727",
+                "--format",
+                "pcm",
+                "-o",
+                target.to_str().expect("utf-8"),
+            ],
+        )
     };
     // A link to a file outside: refused, the file keeps its bytes.
     let link = sandbox.path("out-link.pcm");

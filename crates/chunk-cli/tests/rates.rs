@@ -32,19 +32,7 @@ fn ingest_at(sandbox: &Sandbox, conv: &str, rate: u32, seconds: usize, start: &s
 
 /// Exports `[from, to)` of `conv` as WAV to stdout; returns (rate, pcm).
 fn export_wav(sandbox: &Sandbox, conv: &str, from: &str, to: &str) -> (u32, Vec<u8>) {
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
-        conv,
-        "--from",
-        from,
-        "--to",
-        to,
-        "-o",
-        "-",
-    ]);
+    let out = sandbox.export(conv, &["--from", from, "--to", to, "-o", "-"]);
     assert!(
         out.status.success(),
         "{}",
@@ -94,22 +82,20 @@ fn compact_and_rm_keep_a_48k_conversation_at_48k() {
         "--timestamps",
         "1010.000",
     ]);
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
+    let out = sandbox.export(
         "hi",
-        "--from",
-        "1000",
-        "--to",
-        "1120",
-        "--no-fill-gaps",
-        "--format",
-        "pcm",
-        "-o",
-        "-",
-    ]);
+        &[
+            "--from",
+            "1000",
+            "--to",
+            "1120",
+            "--no-fill-gaps",
+            "--format",
+            "pcm",
+            "-o",
+            "-",
+        ],
+    );
     assert!(out.status.success());
     let chunk = 48_000 * 5 * 2;
     let mut expected = pcm[..2 * chunk].to_vec();
@@ -125,19 +111,7 @@ fn a_conversation_mixing_rates_is_refused_naming_both_objects() {
     let sandbox = Sandbox::new();
     ingest_at(&sandbox, "mix", 48_000, 10, "1000");
     ingest_at(&sandbox, "mix", 16_000, 10, "1020");
-    let out = sandbox.run(&[
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
-        "mix",
-        "--from",
-        "1000",
-        "--to",
-        "1030",
-        "-o",
-        "-",
-    ]);
+    let out = sandbox.export("mix", &["--from", "1000", "--to", "1030", "-o", "-"]);
     let line = failure(out, "48000 Hz");
     assert!(line.contains("16000 Hz"), "{line}");
     assert!(line.matches(".pack").count() >= 2, "{line}");

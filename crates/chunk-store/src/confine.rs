@@ -185,17 +185,21 @@ fn refused(path: &str, error: &StoreError) -> opendal::Error {
         .with_context("path", path)
 }
 
+/// Refuses the OpenDAL path `path` under `root` (an object, or a directory when it ends in
+/// `/`) when it goes through a link or names a special file.
+fn check_key(root: &Path, path: &str) -> opendal::Result<()> {
+    let key = path.trim_start_matches('/');
+    let checked = if key.ends_with('/') || key.is_empty() {
+        check_prefix(root, key)
+    } else {
+        check_object(root, key).map(|_| ())
+    };
+    checked.map_err(|e| refused(path, &e))
+}
+
 impl ConfinedFs {
-    /// Refuses `path` (object or, ending in `/`, directory) when it goes through a link or
-    /// names a special file.
     fn check(&self, path: &str) -> opendal::Result<()> {
-        let key = path.trim_start_matches('/');
-        let checked = if key.ends_with('/') || key.is_empty() {
-            check_prefix(&self.root, key)
-        } else {
-            check_object(&self.root, key).map(|_| ())
-        };
-        checked.map_err(|e| refused(path, &e))
+        check_key(&self.root, path)
     }
 }
 
@@ -349,13 +353,7 @@ pub struct ConfinedDeleter {
 
 impl oio::Delete for ConfinedDeleter {
     async fn delete(&mut self, path: &str, args: OpDelete) -> opendal::Result<()> {
-        let key = path.trim_start_matches('/');
-        let checked = if key.ends_with('/') {
-            check_prefix(&self.root, key)
-        } else {
-            check_object(&self.root, key).map(|_| ())
-        };
-        checked.map_err(|e| refused(path, &e))?;
+        check_key(&self.root, path)?;
         self.inner.delete(path, args).await
     }
 

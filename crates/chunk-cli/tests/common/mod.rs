@@ -73,6 +73,13 @@ impl Sandbox {
         success(self.run_with_secret(secret, args), args)
     }
 
+    /// Runs `export` of user `u1`'s conversation `conversation` with `args` (what to export,
+    /// the format, the output).
+    pub(crate) fn export(&self, conversation: &str, args: &[&str]) -> Output {
+        let base = ["export", "--uid", "u1", "--conversation", conversation];
+        self.run(&[&base[..], args].concat())
+    }
+
     pub(crate) fn json(&self, args: &[&str]) -> Value {
         let text = self.ok(&[&["--json"], args].concat());
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
