@@ -1,6 +1,9 @@
 //! Opening Omi encrypted objects: arbitrary bytes never panic, the walk ends with at most one
-//! error (last) that names the frame it stopped at; and the input, sealed as frames, opens back
-//! to exactly itself, while one flipped bit anywhere in the sealed object is always caught.
+//! error (last) that names the frame it stopped at (an empty object: `EmptyObject`, never zero
+//! chunks); and the input, sealed as frames, opens back to exactly itself, while one flipped bit
+//! anywhere in the sealed object is always caught.
+//!
+//! Sealing uses fixed nonces: chunk-crypto's `insecure-fixed-nonces` feature (fuzz/Cargo.toml).
 #![no_main]
 
 use chunk_crypto::{CryptoError, UserKey, omi};
@@ -22,6 +25,13 @@ fuzz_target!(|data: &[u8]| {
             }
             Err(err) => {
                 failed = true;
+                if data.is_empty() {
+                    assert!(
+                        matches!(err, CryptoError::EmptyObject),
+                        "empty object: {err:?}"
+                    );
+                    continue;
+                }
                 let index = match err {
                     CryptoError::Frame { index, .. }
                     | CryptoError::FrameTooShort { index, .. }
@@ -33,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(plain_total + opened * omi::FRAME_OVERHEAD <= data.len());
+    assert!(failed || opened > 0, "an object opened as zero chunks");
 
     // 2. The input sealed as frames (chunk size from the first byte), opened, then tampered.
     let Some((&selector, rest)) = data.split_first() else {
@@ -46,6 +57,15 @@ fuzz_target!(|data: &[u8]| {
         omi::seal_frame_with_nonce_for_tests(&key, &nonce, plain, &mut object)
             .expect("a small frame always seals");
     }
+    if chunks.is_empty() {
+        // Nothing sealed: an empty object, which is refused rather than read as zero chunks.
+        assert!(object.is_empty());
+        assert!(matches!(
+            omi::open_object(&key, &object).collect::<Result<Vec<_>, _>>(),
+            Err(CryptoError::EmptyObject)
+        ));
+        return;
+    }
     let back: Vec<Vec<u8>> = omi::open_object(&key, &object)
         .collect::<Result<_, _>>()
         .expect("a sealed object opens");
@@ -55,9 +75,6 @@ fuzz_target!(|data: &[u8]| {
         "round trip changed bytes"
     );
 
-    if object.is_empty() {
-        return;
-    }
     let at = usize::from(selector)
         .wrapping_mul(7919)
         .wrapping_add(rest.len())

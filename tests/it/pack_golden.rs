@@ -5,7 +5,9 @@
 //! For each pack, `expected.json` records the object's SHA-256 and, per chunk, its start and the
 //! SHA-256 of its decoded PCM; `<name>.dump` is the human-readable `PackIndex` dump (also an insta
 //! snapshot). The sealed pack uses a fixed test key and fixed seal parameters, recorded in
-//! `expected.json` (test material, not a secret).
+//! `expected.json` (test material, not a secret); sealing with fixed parameters needs
+//! chunk-crypto's `insecure-fixed-nonces` feature, enabled for this crate's tests in
+//! tests/Cargo.toml (never in production: it allows nonce reuse).
 //!
 //! The files are never rewritten: `CHUNKVAULT_WRITE_PACK_GOLDEN=1 cargo test -p chunkvault-tests
 //! --test pack_golden` only creates the packs listed in `GOLDEN` that do not exist yet (for a new

@@ -41,7 +41,8 @@ pub enum CryptoError {
         /// The id.
         id: KeyId,
     },
-    /// The active key (or the Omi key) cannot be removed; choose another one first.
+    /// The active key (or the Omi key) cannot be removed; choose another one first
+    /// ([`crate::Keyring::set_active`], [`crate::Keyring::set_omi_key`]).
     #[error("key id {id} is in use for writing (active or Omi key) and cannot be removed")]
     KeyInUse {
         /// The id.
@@ -62,6 +63,11 @@ pub enum CryptoError {
         /// The plaintext length.
         len: usize,
     },
+    /// An Omi object (`.enc`, `.batch.enc`, `.opus.enc`) has 0 bytes: it holds no frame, so it
+    /// is refused rather than read as zero chunks (Omi never writes an empty object; a cut-off
+    /// upload or a replaced object can leave one).
+    #[error("the sealed object is empty (0 frames): truncated?")]
+    EmptyObject,
     /// An Omi object's framing is malformed at this frame.
     #[error("frame {index}: malformed framing: {source}")]
     Frame {

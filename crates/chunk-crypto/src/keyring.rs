@@ -54,9 +54,11 @@ impl FromStr for KeyId {
 /// Data still sealed under a removed id can no longer be opened ([`CryptoError::UnknownKey`]):
 /// dropping a secret is how its data is made unreadable.
 ///
-/// Omi objects carry no key id, so they are sealed and opened under the *Omi key id*, which is
-/// the active id unless pinned with [`Keyring::set_omi_key`] (pin it to the id holding Omi's
-/// `ENCRYPTION_SECRET` when the active secret is a different one).
+/// Omi objects carry no key id, so they are sealed and opened under the *Omi key id*: the id
+/// holding Omi's `ENCRYPTION_SECRET`. It is pinned: [`Keyring::single`] pins it to its one id,
+/// it changes only through [`Keyring::set_omi_key`], and [`Keyring::set_active`] never moves
+/// it (rotating the pack key must not start sealing Omi frames under a secret Omi does not
+/// have). The Omi id cannot be removed while it is the Omi id.
 ///
 /// ```
 /// use chunk_crypto::{KeyId, Keyring, MasterSecret, CryptoError};
@@ -66,6 +68,11 @@ impl FromStr for KeyId {
 /// let old = ring.active_user_key("uid")?;
 /// ring.insert(k2, MasterSecret::new(vec![2; 32])?)?;
 /// ring.set_active(k2)?;
+/// // Rotation moved the active id only; Omi frames stay under Omi's secret.
+/// assert_eq!((ring.active_id(), ring.omi_key_id()), (k2, k1));
+/// assert!(matches!(ring.remove(k1), Err(CryptoError::KeyInUse { .. })));
+/// // Once Omi's secret is k2 too (Omi rotated), move the Omi id, then drop k1.
+/// ring.set_omi_key(k2)?;
 /// ring.remove(k1)?;
 /// assert_eq!(ring.active_id(), k2);
 /// assert!(matches!(ring.user_key(k1, "uid"), Err(CryptoError::UnknownKey { .. })));
@@ -75,16 +82,18 @@ impl FromStr for KeyId {
 pub struct Keyring {
     secrets: BTreeMap<KeyId, MasterSecret>,
     active: KeyId,
-    omi: Option<KeyId>,
+    /// Always present in `secrets`.
+    omi: KeyId,
 }
 
 impl Keyring {
-    /// A ring holding one secret, which is active (and the Omi key).
+    /// A ring holding one secret, which is active and the Omi key (the Omi key id is pinned
+    /// to `id` and stays there when another id is made active).
     pub fn single(id: KeyId, secret: MasterSecret) -> Keyring {
         Keyring {
             secrets: BTreeMap::from([(id, secret)]),
             active: id,
-            omi: None,
+            omi: id,
         }
     }
 
@@ -98,27 +107,28 @@ impl Keyring {
         Ok(())
     }
 
-    /// Makes `id` the secret new data is sealed under.
+    /// Makes `id` the secret new data (packs) is sealed under. The Omi key id does not move
+    /// ([`Keyring::set_omi_key`] moves it).
     pub fn set_active(&mut self, id: KeyId) -> Result<()> {
         self.require(id)?;
         self.active = id;
         Ok(())
     }
 
-    /// Pins the id used for Omi frames (`Some`), or makes it follow the active id (`None`).
-    pub fn set_omi_key(&mut self, id: Option<KeyId>) -> Result<()> {
-        if let Some(id) = id {
-            self.require(id)?;
-        }
+    /// Makes `id` the Omi key id: the secret Omi frames are sealed and opened under (the one
+    /// holding Omi's `ENCRYPTION_SECRET`). `id` must be in the ring ([`CryptoError::UnknownKey`]
+    /// otherwise, and nothing changes).
+    pub fn set_omi_key(&mut self, id: KeyId) -> Result<()> {
+        self.require(id)?;
         self.omi = id;
         Ok(())
     }
 
     /// Drops the secret `id` (its bytes are wiped): everything sealed under it becomes
-    /// unreadable. Refuses the active id and a pinned Omi id ([`CryptoError::KeyInUse`]).
+    /// unreadable. Refuses the active id and the Omi id ([`CryptoError::KeyInUse`]).
     pub fn remove(&mut self, id: KeyId) -> Result<()> {
         self.require(id)?;
-        if id == self.active || self.omi == Some(id) {
+        if id == self.active || id == self.omi {
             return Err(CryptoError::KeyInUse { id });
         }
         self.secrets.remove(&id);
@@ -130,9 +140,9 @@ impl Keyring {
         self.active
     }
 
-    /// The id Omi frames are sealed and opened under (the active id unless pinned).
+    /// The id Omi frames are sealed and opened under (pinned; see [`Keyring`]).
     pub fn omi_key_id(&self) -> KeyId {
-        self.omi.unwrap_or(self.active)
+        self.omi
     }
 
     /// Whether the ring holds a secret with this id.
@@ -181,7 +191,7 @@ impl fmt::Debug for Keyring {
         f.debug_struct("Keyring")
             .field("ids", &self.secrets.keys().collect::<Vec<_>>())
             .field("active", &self.active)
-            .field("omi", &self.omi_key_id())
+            .field("omi", &self.omi)
             .finish()
     }
 }
@@ -229,7 +239,6 @@ mod tests {
             Err(CryptoError::DuplicateKey { id }) if id == k1
         ));
         ring.insert(k2, secret(2)).unwrap();
-        ring.set_omi_key(Some(k1)).unwrap();
         ring.set_active(k2).unwrap();
         assert_eq!((ring.active_id(), ring.omi_key_id()), (k2, k1));
         assert_eq!(
@@ -240,9 +249,9 @@ mod tests {
             ring.active_user_key("u").unwrap().expose_bytes(),
             UserKey::derive(&secret(2), "u").expose_bytes()
         );
-        // The pinned Omi key cannot be removed; unpinned, it follows the active id.
-        assert!(matches!(ring.remove(k1), Err(CryptoError::KeyInUse { .. })));
-        ring.set_omi_key(None).unwrap();
+        // The Omi key cannot be removed; moved to k2, k1 can.
+        assert!(matches!(ring.remove(k1), Err(CryptoError::KeyInUse { id }) if id == k1));
+        ring.set_omi_key(k2).unwrap();
         assert_eq!(ring.omi_key_id(), k2);
         ring.remove(k1).unwrap();
         assert_eq!(ring.ids().collect::<Vec<_>>(), [k2]);
@@ -251,10 +260,56 @@ mod tests {
             Err(CryptoError::UnknownKey { id }) if id == k1
         ));
         assert!(matches!(ring.remove(k2), Err(CryptoError::KeyInUse { .. })));
+    }
+
+    #[test]
+    fn rotation_keeps_the_omi_key() {
+        let (k1, k2, k3) = (KeyId::new(1), KeyId::new(2), KeyId::new(3));
+        let mut ring = Keyring::single(k1, secret(1));
+        let omi_before = ring.omi_key("u").unwrap();
+        for (id, byte) in [(k2, 2), (k3, 3)] {
+            ring.insert(id, secret(byte)).unwrap();
+            ring.set_active(id).unwrap();
+            assert_eq!(ring.active_id(), id);
+            assert_eq!(ring.omi_key_id(), k1, "set_active({id}) moved the Omi key");
+            assert_eq!(
+                ring.omi_key("u").unwrap().expose_bytes(),
+                omi_before.expose_bytes()
+            );
+        }
+        // Back to the Omi id as active, then away again: the Omi id never follows.
+        ring.set_active(k1).unwrap();
+        ring.set_active(k2).unwrap();
+        assert_eq!(ring.omi_key_id(), k1);
+        // The old active id can go; the Omi id cannot.
+        ring.remove(k3).unwrap();
+        assert!(matches!(ring.remove(k1), Err(CryptoError::KeyInUse { id }) if id == k1));
+        assert_eq!(ring.ids().collect::<Vec<_>>(), [k1, k2]);
+        assert_eq!(
+            format!("{ring:?}"),
+            "Keyring { ids: [KeyId(1), KeyId(2)], active: KeyId(2), omi: KeyId(1) }"
+        );
+    }
+
+    #[test]
+    fn set_omi_key_to_an_absent_id_is_an_error_and_changes_nothing() {
+        let (k1, k2, k3) = (KeyId::new(1), KeyId::new(2), KeyId::new(3));
+        let mut ring = Keyring::single(k1, secret(1));
+        ring.insert(k2, secret(2)).unwrap();
         assert!(matches!(
-            ring.set_omi_key(Some(KeyId::new(3))),
-            Err(CryptoError::UnknownKey { .. })
+            ring.set_omi_key(k3),
+            Err(CryptoError::UnknownKey { id }) if id == k3
         ));
+        assert_eq!(ring.omi_key_id(), k1);
+        // A removed id is absent too.
+        ring.set_active(k2).unwrap();
+        ring.set_omi_key(k2).unwrap();
+        ring.remove(k1).unwrap();
+        assert!(matches!(
+            ring.set_omi_key(k1),
+            Err(CryptoError::UnknownKey { id }) if id == k1
+        ));
+        assert_eq!(ring.omi_key_id(), k2);
     }
 
     #[test]

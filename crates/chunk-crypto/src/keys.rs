@@ -102,9 +102,17 @@ impl UserKey {
     /// # Ok::<(), chunk_crypto::CryptoError>(())
     /// ```
     pub fn derive(secret: &MasterSecret, uid: &str) -> UserKey {
-        UserKey {
-            bytes: hkdf_sha256(secret.expose(), uid.as_bytes(), OMI_USER_KEY_INFO),
-        }
+        // Derived straight into the key's own (wiped-on-drop) bytes: no unwiped copy is returned.
+        let mut key = UserKey {
+            bytes: [0; KEY_LEN],
+        };
+        hkdf_sha256_into(
+            secret.expose(),
+            uid.as_bytes(),
+            OMI_USER_KEY_INFO,
+            &mut key.bytes,
+        );
+        key
     }
 
     /// Wraps raw key bytes (test vectors, or a key kept elsewhere).
@@ -124,20 +132,44 @@ impl fmt::Debug for UserKey {
     }
 }
 
-/// HKDF-SHA256 (RFC 5869) with a 32-byte output.
-pub(crate) fn hkdf_sha256(ikm: &[u8], salt: &[u8], info: &[u8]) -> [u8; KEY_LEN] {
-    let mut okm = [0u8; KEY_LEN];
-    let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
+/// HKDF-SHA256 (RFC 5869) with a 32-byte output, returned in a buffer wiped on drop (tests;
+/// the crate derives into its own buffers with [`hkdf_sha256_into`]).
+#[cfg(test)]
+pub(crate) fn hkdf_sha256(
+    ikm: &[u8],
+    salt: &[u8],
+    info: &[u8],
+) -> zeroize::Zeroizing<[u8; KEY_LEN]> {
+    let mut okm = zeroize::Zeroizing::new([0u8; KEY_LEN]);
+    hkdf_sha256_into(ikm, salt, info, &mut okm);
+    okm
+}
+
+/// HKDF-SHA256 (RFC 5869) writing its 32-byte output into `okm` (which the caller wipes).
+///
+/// What is wiped: the PRK that HKDF-Extract returns (zeroed here, right away); the state of the
+/// extract HMAC (which absorbed the IKM) and of the expand HMAC keyed with the PRK, held inside
+/// the `Hkdf` value: their SHA-256 states and block buffers are wiped when dropped (`sha2`'s
+/// `zeroize` feature, which turns on `digest/zeroize`: see Cargo.toml and the test
+/// `hkdf_state_types_wipe_on_drop`).
+/// What is not: transient stack values inside `hmac` and `hkdf` that those crates do not wipe —
+/// the padded key block while the expand HMAC is keyed with the PRK, the inner hash while an
+/// HMAC finishes, and `hkdf`'s copy of the output block `T(1)` (here equal to `okm`) — and any
+/// copy the compiler leaves behind when it moves a value.
+pub(crate) fn hkdf_sha256_into(ikm: &[u8], salt: &[u8], info: &[u8], okm: &mut [u8; KEY_LEN]) {
+    // Not `Hkdf::new`: it drops the PRK that `extract` returns without wiping it.
+    let (mut prk, hk) = Hkdf::<Sha256>::extract(Some(salt), ikm);
+    prk.as_mut_slice().zeroize();
     // HKDF-SHA256 can expand up to 255 * 32 bytes; 32 is always accepted, so this cannot fail.
     #[allow(clippy::expect_used)]
-    hk.expand(info, &mut okm)
+    hk.expand(info, okm)
         .expect("32 bytes is a valid HKDF-SHA256 output length");
-    okm
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zeroize::Zeroizing;
 
     fn omi_secret() -> MasterSecret {
         MasterSecret::new(format!("omi_{}", "0".repeat(60)).into_bytes()).unwrap()
@@ -165,9 +197,32 @@ mod tests {
         let salt: Vec<u8> = (0x00..=0x0c).collect();
         let info: Vec<u8> = (0xf0..=0xf9).collect();
         assert_eq!(
-            hex::encode(hkdf_sha256(&ikm, &salt, &info)),
+            hex::encode(*hkdf_sha256(&ikm, &salt, &info)),
             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
         );
+    }
+
+    #[test]
+    fn hkdf_state_types_wipe_on_drop() {
+        // Compile-time guard that the `zeroize` features stay on: the SHA-256 cores the HMAC
+        // inside `Hkdf<Sha256>` is built from, the SHA-256 hasher and its block buffer, and the
+        // AES-GCM ciphers all wipe their state when dropped.
+        fn wipes_on_drop<T: ZeroizeOnDrop>() {}
+        use hkdf::hmac::EagerHash;
+        wipes_on_drop::<<Sha256 as EagerHash>::Core>();
+        wipes_on_drop::<Sha256>();
+        wipes_on_drop::<aes_gcm::Aes256Gcm>();
+        wipes_on_drop::<UserKey>();
+        wipes_on_drop::<MasterSecret>();
+        wipes_on_drop::<Zeroizing<[u8; KEY_LEN]>>();
+    }
+
+    #[test]
+    fn derive_equals_hkdf_with_the_omi_info() {
+        let secret = omi_secret();
+        let key = UserKey::derive(&secret, "test-uid");
+        let okm = hkdf_sha256(secret.expose(), b"test-uid", OMI_USER_KEY_INFO);
+        assert_eq!(key.expose_bytes(), &*okm);
     }
 
     #[test]

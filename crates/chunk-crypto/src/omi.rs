@@ -3,8 +3,9 @@
 //! A frame is `be_u32 L || nonce[12] || ciphertext || tag[16]` with `L = 28 + plaintext length`
 //! (compat doc §2.2): AES-256-GCM under the user's [`UserKey`], a fresh random nonce from the OS
 //! RNG per frame, no associated data. An `.enc`, `.batch.enc` or `.opus.enc` object is one or
-//! more frames back to back; [`open_object`] opens them one at a time, so a caller can handle
-//! each chunk on its own (the service trims odd lengths per frame, not per object).
+//! more frames back to back (never zero: an empty object is [`CryptoError::EmptyObject`]);
+//! [`open_object`] opens them one at a time, so a caller can handle each chunk on its own (the
+//! service trims odd lengths per frame, not per object).
 //!
 //! Omi frames carry no key id: they are opened with the key ring's Omi key
 //! ([`crate::Keyring::omi_key`]).
@@ -53,8 +54,13 @@ pub fn seal_frame(key: &UserKey, plaintext: &[u8], out: &mut Vec<u8>) -> Result<
     seal_with(&cipher(key), &nonce, plaintext, out)
 }
 
-/// Like [`seal_frame`] with a caller-chosen nonce. **Only for test vectors**: sealing two
+/// Like [`seal_frame`] with a caller-chosen nonce. **Only for test vectors; never enable the
+/// `insecure-fixed-nonces` feature in production: it allows nonce reuse.** Sealing two
 /// plaintexts with one key and one nonce reveals both and lets anyone forge frames.
+///
+/// Public only with the non-default cargo feature `insecure-fixed-nonces` (and inside this
+/// crate's unit tests).
+#[cfg(any(test, feature = "insecure-fixed-nonces"))]
 pub fn seal_frame_with_nonce_for_tests(
     key: &UserKey,
     nonce: &[u8; NONCE_LEN],
@@ -83,21 +89,26 @@ pub fn open_frame_body_into(
     open_body_with(&cipher(key), body, index, out)
 }
 
-/// Walks the frames of an Omi encrypted object and opens each one.
+/// Walks the frames of an Omi encrypted object (`.enc`, `.batch.enc`, `.opus.enc`) and opens
+/// each one.
 ///
 /// Yields one plaintext per frame, in order; on the first malformed or unauthentic frame it
-/// yields that error (naming the frame) and stops. An empty object yields nothing.
+/// yields that error (naming the frame) and stops. An empty object (0 bytes) is not zero
+/// chunks: it yields one [`CryptoError::EmptyObject`] and stops, so a whole-object reader
+/// (`collect::<Result<Vec<_>, _>>()`) fails on it.
 pub fn open_object<'a>(key: &UserKey, object: &'a [u8]) -> OpenObject<'a> {
     OpenObject {
         frames: Frames::new(object),
         cipher: cipher(key),
+        empty: object.is_empty(),
         failed: false,
     }
 }
 
 /// Re-seals every frame of `object` from key `from` to key `to` (fresh nonces), appending the
-/// new object to `out`, and returns the number of frames. Used for key rotation: the plaintext
-/// framing is kept, so chunk boundaries survive. On error `out` is left as it was.
+/// new object to `out`, and returns the number of frames (at least 1). Used for key rotation:
+/// the plaintext framing is kept, so chunk boundaries survive. An empty `object` is
+/// [`CryptoError::EmptyObject`]. On error `out` is left as it was.
 pub fn reseal_object(
     from: &UserKey,
     to: &UserKey,
@@ -135,15 +146,22 @@ pub fn reseal_object(
 pub struct OpenObject<'a> {
     frames: Frames<'a>,
     cipher: Aes256Gcm,
+    /// The object has 0 bytes: the first call yields [`CryptoError::EmptyObject`].
+    empty: bool,
     failed: bool,
 }
 
 impl OpenObject<'_> {
     /// Opens the next frame, appending its plaintext to `out` instead of allocating; `None`
-    /// when the object is used up or after an error.
+    /// when the object is used up or after an error. For an empty object the first call is
+    /// `Some(Err(`[`CryptoError::EmptyObject`]`))`.
     pub fn next_into(&mut self, out: &mut Vec<u8>) -> Option<Result<()>> {
         if self.failed {
             return None;
+        }
+        if self.empty {
+            self.failed = true;
+            return Some(Err(CryptoError::EmptyObject));
         }
         let result = match self.frames.next()? {
             Ok(frame) => open_body_with(&self.cipher, frame.body, frame.index, out),
@@ -288,6 +306,7 @@ mod tests {
 
     #[test]
     fn empty_plaintext_is_a_28_byte_body() {
+        // One frame of 0 plaintext bytes is one (empty) chunk, unlike an object of 0 bytes.
         let key = vector_key();
         let mut out = Vec::new();
         seal_frame(&key, &[], &mut out).unwrap();
@@ -314,6 +333,40 @@ mod tests {
         ));
         assert_eq!(out, b"xabc");
         assert!(opened.next_into(&mut out).is_none());
+    }
+
+    #[test]
+    fn empty_object_is_a_typed_error_not_zero_chunks() {
+        let key = vector_key();
+        let mut opened = open_object(&key, &[]);
+        assert!(matches!(opened.next(), Some(Err(CryptoError::EmptyObject))));
+        assert!(opened.next().is_none(), "the walk stops after the error");
+        let whole: Result<Vec<Vec<u8>>> = open_object(&key, &[]).collect();
+        let err = whole.unwrap_err();
+        assert!(matches!(err, CryptoError::EmptyObject));
+        assert_eq!(
+            err.to_string(),
+            "the sealed object is empty (0 frames): truncated?"
+        );
+        let mut out = b"keep".to_vec();
+        let mut opened = open_object(&key, &[]);
+        assert!(matches!(
+            opened.next_into(&mut out),
+            Some(Err(CryptoError::EmptyObject))
+        ));
+        assert!(opened.next_into(&mut out).is_none());
+        assert_eq!(out, b"keep");
+    }
+
+    #[test]
+    fn reseal_of_an_empty_object_is_a_typed_error() {
+        let (old, new) = (vector_key(), UserKey::from_bytes([9; 32]));
+        let mut out = b"keep".to_vec();
+        assert!(matches!(
+            reseal_object(&old, &new, &[], &mut out),
+            Err(CryptoError::EmptyObject)
+        ));
+        assert_eq!(out, b"keep");
     }
 
     #[test]

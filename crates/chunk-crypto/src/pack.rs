@@ -39,7 +39,7 @@ use zeroize::Zeroizing;
 
 use crate::KeyId;
 use crate::error::{CryptoError, Result};
-use crate::keys::{UserKey, hkdf_sha256};
+use crate::keys::{KEY_LEN, UserKey, hkdf_sha256_into};
 
 /// Length of the per-object HKDF salt.
 pub const SALT_LEN: usize = 16;
@@ -130,8 +130,11 @@ pub fn stream_nonce(prefix: &[u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -
     nonce
 }
 
+/// The AES-256-GCM cipher under the per-object key. The derived key lives only in a buffer
+/// wiped on drop (here, once the cipher is keyed); the cipher wipes its key schedule on drop.
 fn object_cipher(user: &UserKey, salt: &[u8; SALT_LEN]) -> Aes256Gcm {
-    let key = Zeroizing::new(hkdf_sha256(user.expose_bytes(), salt, PACK_KEY_INFO));
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    hkdf_sha256_into(user.expose_bytes(), salt, PACK_KEY_INFO, &mut key);
     Aes256Gcm::new((&*key).into())
 }
 
@@ -148,16 +151,22 @@ impl PackSealer {
     /// Starts a pack sealed under `user` (derived from key `key_id`), with fresh random
     /// [`SealParams`].
     pub fn new(user: &UserKey, key_id: KeyId) -> Result<PackSealer> {
-        Ok(PackSealer::with_params_for_tests(
-            user,
-            SealParams::random(key_id)?,
-        ))
+        Ok(PackSealer::with_params(user, SealParams::random(key_id)?))
     }
 
-    /// Starts a pack with caller-chosen parameters. **Only for test vectors**: two packs sealed
+    /// Starts a pack with caller-chosen parameters. **Only for test vectors; never enable the
+    /// `insecure-fixed-nonces` feature in production: it allows nonce reuse.** Two packs sealed
     /// under one user key with the same parameters reuse nonces, which breaks confidentiality
     /// and authenticity.
+    ///
+    /// Public only with the non-default cargo feature `insecure-fixed-nonces` (and inside this
+    /// crate's unit tests).
+    #[cfg(any(test, feature = "insecure-fixed-nonces"))]
     pub fn with_params_for_tests(user: &UserKey, params: SealParams) -> PackSealer {
+        PackSealer::with_params(user, params)
+    }
+
+    fn with_params(user: &UserKey, params: SealParams) -> PackSealer {
         PackSealer {
             cipher: object_cipher(user, &params.salt),
             params,
@@ -313,6 +322,7 @@ impl fmt::Debug for PackOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::hkdf_sha256;
 
     fn params() -> SealParams {
         SealParams {
@@ -387,6 +397,35 @@ mod tests {
         let sealed = sealer.seal(u32::MAX, b"", b"end", true).unwrap();
         let opener = PackOpener::new(&user, &params());
         assert_eq!(opener.open(u32::MAX, b"", &sealed, true).unwrap(), b"end");
+    }
+
+    #[test]
+    fn known_answer_seals_byte_for_byte() {
+        // The worked example of docs/FORMAT.md ("Pack sealing (STREAM)"), computed independently
+        // with Python `cryptography`; tests/stream_compat.rs opens the same bytes.
+        let user = UserKey::from_bytes([0x42; 32]);
+        let params = SealParams {
+            key_id: KeyId::new(3),
+            salt: *b"0123456789abcdef",
+            nonce_prefix: *b"nonce-p",
+        };
+        assert_eq!(
+            hex::encode(*hkdf_sha256(
+                user.expose_bytes(),
+                &params.salt,
+                PACK_KEY_INFO
+            )),
+            "cec52949e7122ec4d1f54b8df99a80f84492136e1a6eede26320193a0ed5e41e"
+        );
+        let mut sealer = PackSealer::with_params_for_tests(&user, params);
+        assert_eq!(
+            hex::encode(sealer.seal(0, b"hdr|e0", b"chunk 0", false).unwrap()),
+            "5e1a0daadd75d2451cb814e314c5a062c9794cfa109943"
+        );
+        assert_eq!(
+            hex::encode(sealer.seal(1, b"hdr", b"index", true).unwrap()),
+            "71f2c54ca5a3a03351980980034912e14fc97155b2"
+        );
     }
 
     #[test]

@@ -66,25 +66,29 @@ proptest! {
     fn prop_omi_open_is_total(key in any::<[u8; 32]>(), bytes in prop::collection::vec(any::<u8>(), 0..300)) {
         let key = UserKey::from_bytes(key);
         let results: Vec<_> = omi::open_object(&key, &bytes).collect();
-        // Random bytes never authenticate; the walk ends, with at most one error, last.
+        // Random bytes never authenticate; the walk ends, with at most one error, last (an
+        // empty object is one error too: `EmptyObject`).
         let errors = results.iter().filter(|r| r.is_err()).count();
         prop_assert!(errors <= 1);
         prop_assert!(results.len() <= bytes.len() / 4 + 1);
-        if !bytes.is_empty() {
-            prop_assert!(results.last().is_some_and(Result::is_err));
+        prop_assert!(results.last().is_some_and(Result::is_err));
+        if bytes.is_empty() {
+            prop_assert!(matches!(results[..], [Err(CryptoError::EmptyObject)]));
         }
     }
 
     #[test]
     fn prop_pack_round_trip_in_any_order(
         key in any::<[u8; 32]>(),
-        params in seal_params(),
+        key_id in any::<u32>().prop_map(KeyId::new),
         chunks in plaintexts(),
         header in prop::collection::vec(any::<u8>(), 0..64),
         order in any::<u64>(),
     ) {
         let user = UserKey::from_bytes(key);
-        let mut sealer = PackSealer::with_params_for_tests(&user, params);
+        let mut sealer = PackSealer::new(&user, key_id).unwrap();
+        let params = sealer.params();
+        prop_assert_eq!(params.key_id, key_id);
         let last = chunks.len() - 1;
         let mut sealed = Vec::new();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -107,7 +111,7 @@ proptest! {
     #[test]
     fn prop_pack_any_flipped_bit_is_caught(
         key in any::<[u8; 32]>(),
-        params in seal_params(),
+        key_id in any::<u32>().prop_map(KeyId::new),
         chunk in prop::collection::vec(any::<u8>(), 0..300),
         aad in prop::collection::vec(any::<u8>(), 1..40),
         target in 0u8..2,
@@ -115,7 +119,8 @@ proptest! {
         bit in 0u8..8,
     ) {
         let user = UserKey::from_bytes(key);
-        let mut sealer = PackSealer::with_params_for_tests(&user, params);
+        let mut sealer = PackSealer::new(&user, key_id).unwrap();
+        let params = sealer.params();
         let mut sealed = sealer.seal(0, &aad, &chunk, true).unwrap();
         let mut aad = aad;
         if target == 0 {

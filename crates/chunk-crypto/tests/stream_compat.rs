@@ -33,10 +33,12 @@ fn pack_frames_equal_aead_stream_be32() {
     let frames: [&[u8]; 4] = [b"first chunk", b"", &[7; 1000], b"the index"];
     let aads: [&[u8]; 4] = [b"hdr|e0", b"hdr|e1", b"hdr|e2", b"hdr"];
 
-    let mut ours = PackSealer::with_params_for_tests(&user, params());
+    // Fresh random parameters (the production constructor); the reference uses the same ones.
+    let mut ours = PackSealer::new(&user, KeyId::new(3)).unwrap();
+    let params = ours.params();
     let mut reference = EncryptorBE32::from_aead(
-        reference_cipher(&user, &params().salt),
-        &params().nonce_prefix.into(),
+        reference_cipher(&user, &params.salt),
+        &params.nonce_prefix.into(),
     );
     let mut sealed = Vec::new();
     for i in 0..3 {
@@ -62,8 +64,8 @@ fn pack_frames_equal_aead_stream_be32() {
 
     // The reference decryptor opens our frames in order...
     let mut decryptor = DecryptorBE32::from_aead(
-        reference_cipher(&user, &params().salt),
-        &params().nonce_prefix.into(),
+        reference_cipher(&user, &params.salt),
+        &params.nonce_prefix.into(),
     );
     for i in 0..3 {
         let plain = decryptor
@@ -83,7 +85,7 @@ fn pack_frames_equal_aead_stream_be32() {
     assert_eq!(plain, frames[3]);
 
     // ...and ours opens any one alone.
-    let opener = PackOpener::new(&user, &params());
+    let opener = PackOpener::new(&user, &params);
     assert_eq!(
         opener.open(2, aads[2], &sealed[2], false).unwrap(),
         frames[2]
@@ -91,7 +93,10 @@ fn pack_frames_equal_aead_stream_be32() {
 }
 
 /// A known answer computed independently with Python `cryptography` 48 (HKDF-SHA256 and
-/// AESGCM); the same example is worked through in docs/FORMAT.md ("Encryption").
+/// AESGCM); the same example is worked through in docs/FORMAT.md ("Encryption"). The reference
+/// STREAM encryptor produces exactly these bytes and ours opens them; that our sealer produces
+/// them too is the unit test `pack::tests::known_answer_seals_byte_for_byte` (sealing with fixed
+/// parameters is not public API: feature `insecure-fixed-nonces`).
 #[test]
 fn pack_known_answer_matches_python_cryptography() {
     let user = UserKey::from_bytes([0x42; 32]);
@@ -99,17 +104,34 @@ fn pack_known_answer_matches_python_cryptography() {
         hex::encode(params().to_bytes()),
         "00000003303132333435363738396162636465666e6f6e63652d70"
     );
-    let mut sealer = PackSealer::with_params_for_tests(&user, params());
-    let frame0 = sealer.seal(0, b"hdr|e0", b"chunk 0", false).unwrap();
-    let index = sealer.seal(1, b"hdr", b"index", true).unwrap();
-    assert_eq!(
-        hex::encode(&frame0),
-        "5e1a0daadd75d2451cb814e314c5a062c9794cfa109943"
+    let frame0 = hex::decode("5e1a0daadd75d2451cb814e314c5a062c9794cfa109943").unwrap();
+    let index = hex::decode("71f2c54ca5a3a03351980980034912e14fc97155b2").unwrap();
+
+    let mut reference = EncryptorBE32::from_aead(
+        reference_cipher(&user, &params().salt),
+        &params().nonce_prefix.into(),
     );
+    let sealed0 = reference
+        .encrypt_next(Payload {
+            msg: b"chunk 0",
+            aad: b"hdr|e0",
+        })
+        .unwrap();
+    let sealed1 = reference
+        .encrypt_last(Payload {
+            msg: b"index",
+            aad: b"hdr",
+        })
+        .unwrap();
+    assert_eq!((sealed0, sealed1), (frame0.clone(), index.clone()));
+
+    let opener = PackOpener::new(&user, &SealParams::from_bytes(&params().to_bytes()));
     assert_eq!(
-        hex::encode(&index),
-        "71f2c54ca5a3a03351980980034912e14fc97155b2"
+        opener.open(0, b"hdr|e0", &frame0, false).unwrap(),
+        b"chunk 0"
     );
+    assert_eq!(opener.open(1, b"hdr", &index, true).unwrap(), b"index");
+    assert!(opener.open(1, b"hdr", &frame0, true).is_err());
     assert_eq!(
         hex::encode(chunk_crypto::pack::stream_nonce(b"nonce-p", 1, true)),
         "6e6f6e63652d700000000101"

@@ -66,7 +66,7 @@ fn omi_wrong_user_fails() {
 fn omi_wrong_secret_fails() {
     let mut ring = ring();
     let (object, _) = omi_object(&ring.omi_key(UID).unwrap());
-    ring.set_omi_key(Some(KeyId::new(2))).unwrap();
+    ring.set_omi_key(KeyId::new(2)).unwrap();
     assert_omi_decrypt_fails_at(&object, &ring.omi_key(UID).unwrap(), 0);
 }
 
@@ -455,7 +455,8 @@ fn pack_truncated_frame_fails() {
 fn pack_under_removed_key_is_unreadable_and_rotation_reseals() {
     let mut ring = ring();
     let old = Pack::seal(&ring, UID);
-    // Rotate: k2 becomes active, the pack is re-sealed frame by frame, k1 is dropped.
+    // Rotate: k2 becomes active, the pack is re-sealed frame by frame, the Omi key moves to
+    // k2, k1 is dropped.
     ring.set_active(KeyId::new(2)).unwrap();
     let reader = old.opener(&ring, UID);
     let mut sealer = ring.pack_sealer(UID).unwrap();
@@ -478,6 +479,12 @@ fn pack_under_removed_key_is_unreadable_and_rotation_reseals() {
         frames,
     };
     drop(reader);
+    // k1 is still the Omi key (rotation does not move it), so it cannot be dropped yet.
+    assert!(matches!(
+        ring.remove(KeyId::new(1)),
+        Err(CryptoError::KeyInUse { id }) if id == KeyId::new(1)
+    ));
+    ring.set_omi_key(KeyId::new(2)).unwrap();
     ring.remove(KeyId::new(1)).unwrap();
 
     assert!(matches!(
