@@ -258,21 +258,55 @@ impl PackEncoder {
                 codec: self.header.codec(),
             });
         }
+        self.push_stored(start, frame, plain_len, None)
+    }
+
+    /// Adds one chunk given as the payload another pack of the same codec stored for it (the
+    /// frame as opened, before decoding: raw PCM, one zstd frame, or an Omi Opus container),
+    /// so copying chunks between packs — a rewrite after a delete — neither decodes nor
+    /// re-encodes them. `plain_len` is the PCM byte length the payload decodes to.
+    ///
+    /// `pcm_crc32c` is the CRC-32C of the decoded PCM, which a plaintext zstd pack records
+    /// and cannot compute without decoding (the source pack's entry has it); it is ignored
+    /// otherwise. Like [`PackEncoder::push_encoded_frame`], the payload is not decoded here:
+    /// read the pack back before relying on it. Fails like [`PackEncoder::push_chunk`], with
+    /// [`PackError::FrameLength`] for a PCM payload whose length is not `plain_len`,
+    /// [`PackError::FrameEncode`] for an empty payload and [`PackError::ChecksumRequired`]
+    /// for a plaintext zstd pack without `pcm_crc32c`.
+    pub fn push_stored(
+        &mut self,
+        start: Timestamp,
+        payload: &[u8],
+        plain_len: u32,
+        pcm_crc32c: Option<u32>,
+    ) -> Result<Vec<u8>, PackError> {
         let (chunk, plain_len, sample_count) = self.check_chunk(start, plain_len as usize)?;
-        if frame.is_empty() {
+        if payload.is_empty() {
             return Err(PackError::FrameEncode {
                 chunk,
-                source: CodecError::new("the encoded frame is empty"),
+                source: CodecError::new("the stored payload is empty"),
             });
         }
-        self.push_payload(
-            start,
-            chunk,
-            plain_len,
-            sample_count,
-            frame,
-            crc32c::crc32c(frame),
-        )
+        let crc32c = match self.header.codec() {
+            Codec::Pcm16Le => {
+                if payload.len() as u64 != u64::from(plain_len) {
+                    return Err(PackError::FrameLength {
+                        chunk,
+                        expected: u64::from(plain_len),
+                        got: payload.len() as u64,
+                    });
+                }
+                crc32c::crc32c(payload)
+            }
+            // The CRC of a lossy codec's chunk covers its stored frame.
+            Codec::Opus => crc32c::crc32c(payload),
+            Codec::ZstdPcm16Le => match (pcm_crc32c, self.sealer.is_some()) {
+                (Some(crc), _) => crc,
+                (None, true) => 0,
+                (None, false) => return Err(PackError::ChecksumRequired { chunk }),
+            },
+        };
+        self.push_payload(start, chunk, plain_len, sample_count, payload, crc32c)
     }
 
     /// Checks a chunk of `len` PCM bytes starting at `start` against the limits and the

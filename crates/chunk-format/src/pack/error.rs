@@ -330,6 +330,15 @@ pub enum PackError {
         /// The pack's codec.
         codec: Codec,
     },
+    /// [`super::PackEncoder::push_stored`] of a zstd payload into a plaintext pack without
+    /// the CRC-32C of its decoded PCM, which the entry must record.
+    #[error(
+        "chunk {chunk}: a stored zstd payload for a plaintext pack needs the CRC-32C of its PCM"
+    )]
+    ChecksumRequired {
+        /// The chunk (0-based).
+        chunk: u32,
+    },
     /// The frame codec failed to encode a chunk (or returned an empty frame).
     #[error("chunk {chunk}: frame encoding failed: {source}")]
     FrameEncode {
