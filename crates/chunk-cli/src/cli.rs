@@ -45,6 +45,11 @@ pub(crate) struct GlobalArgs {
     /// CHUNKVAULT_SECRET; without either, encryption is off.
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) secret_file: Option<PathBuf>,
+    /// Refuse plaintext packs for every user, as they are always refused for a user at level
+    /// enhanced: for stores where every user's audio is sealed (anyone who can write to the
+    /// bucket can make a plaintext pack).
+    #[arg(long, global = true)]
+    pub(crate) require_sealed: bool,
     /// Machine-readable JSON on stdout (and no progress bars).
     #[arg(long, global = true)]
     pub(crate) json: bool,

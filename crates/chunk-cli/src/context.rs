@@ -28,6 +28,8 @@ pub(crate) struct Context {
     secret: Option<Zeroizing<Vec<u8>>>,
     /// Machine output requested.
     pub(crate) json: bool,
+    /// Plaintext packs refused for every user (`--require-sealed`).
+    require_sealed: bool,
 }
 
 impl Context {
@@ -42,6 +44,7 @@ impl Context {
             store,
             secret,
             json: global.json,
+            require_sealed: global.require_sealed,
         };
         // Validate the secret once, up front (length).
         ctx.keyring()?;
@@ -54,6 +57,7 @@ impl Context {
             store: self.store.clone(),
             secret: Some(Zeroizing::new(secret.to_vec())),
             json: self.json,
+            require_sealed: self.require_sealed,
         };
         ctx.keyring()?;
         Ok(ctx)
@@ -66,6 +70,11 @@ impl Context {
         };
         let secret = MasterSecret::new(secret.to_vec()).context("the master secret")?;
         Ok(Some(Keyring::single(KeyId::new(1), secret)))
+    }
+
+    /// Whether a master secret was given.
+    pub(crate) fn has_secret(&self) -> bool {
+        self.secret.is_some()
     }
 
     /// Whether progress bars may be drawn: not with --json, and only on a terminal.
@@ -95,6 +104,7 @@ impl Context {
             } else {
                 EncryptionPolicy::Disabled
             },
+            require_sealed: self.require_sealed,
             ..ServiceConfig::default()
         };
         let levels = Arc::new(InMemoryLevels::new(level));
@@ -106,7 +116,8 @@ impl Context {
         )?)
     }
 
-    /// A service for reading (levels do not matter: encryption is detected per object).
+    /// A service for reading: every user at level standard (the command line has no user
+    /// database), so packs must be sealed only with `--require-sealed`.
     pub(crate) fn reader(&self) -> Result<ChunkService> {
         self.service(LayoutArg::Omi, ProtectionLevel::Standard, 16_000)
     }

@@ -326,7 +326,11 @@ fn verify_reports_bad_objects_and_fails() {
     let out = sandbox.run(&["verify", "--uid", "u1"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     failure(out, "3 of 6 audio object(s) are bad");
-    assert!(stdout.contains("BAD  chunks/u1/sealed/1786961845.727-1786961850.727.batch.enc: encrypted object, but no secret"), "{stdout}");
+    assert!(stdout.contains("BAD  chunks/u1/sealed/1786961845.727-1786961850.727.batch.enc: encrypted object but the service has no key material"), "{stdout}");
+    assert!(
+        stdout.contains("no secret was given (CHUNKVAULT_SECRET or --secret-file)"),
+        "{stdout}"
+    );
 
     // One flipped bit in one sealed object: only that object is bad.
     let victim = "chunks/u1/sealed/1786961855.727-1786961860.727.batch.enc";
@@ -664,12 +668,45 @@ fn sealed_packs_need_the_secret() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     failure(out, "3 of 3 audio object(s) are bad");
     assert!(
-        stdout.contains("sealed pack, but no secret was given"),
+        stdout.contains("sealed pack but the service has no key material"),
         "{stdout}"
     );
     // Another secret fails to open them, and says so.
     let out = sandbox.run_with_secret("another-secret-another-secret-another", &["verify"]);
     failure(out, "3 of 3 audio object(s) are bad");
+}
+
+#[test]
+fn require_sealed_refuses_plaintext_packs() {
+    let sandbox = Sandbox::new();
+    let pcm = ingested(&sandbox, "pp", &[], None);
+    let export = [
+        "export",
+        "--uid",
+        "u1",
+        "--conversation",
+        "pp",
+        "--from",
+        T0,
+        "--to",
+        "1786961868.727",
+        "--format",
+        "pcm",
+        "-o",
+        "-",
+    ];
+    assert_eq!(sandbox.run(&export).stdout, pcm);
+    success(sandbox.run(&["verify"]), &["verify"]);
+    // Where every user's audio must be sealed, the same plaintext packs are refused by name.
+    let out = sandbox.run(&[&["--require-sealed"][..], &export[..]].concat());
+    failure(out, "plaintext pack where sealing is required");
+    let out = sandbox.run(&["--require-sealed", "verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    failure(out, "3 of 3 audio object(s) are bad");
+    assert!(
+        stdout.contains("BAD  chunks/u1/pp/1786961845.727-1786961855.727.pack: plaintext pack where sealing is required"),
+        "{stdout}"
+    );
 }
 
 #[test]

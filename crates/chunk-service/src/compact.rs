@@ -31,6 +31,7 @@ use crate::format::{AudioFormat, FormatCheck};
 use crate::level::ProtectionLevel;
 use crate::list::ListEntry;
 use crate::pack::PackInput;
+use crate::policy::PackSealing;
 use crate::{ChunkService, ServiceError};
 use chunk_format::omi_opus::OpusContainer;
 
@@ -152,6 +153,27 @@ impl ChunkService {
         let listing = self.list(uid, conversation).await?;
         let target_ms = options.target_duration.as_millis() as u64;
         let active = self.inner.keyring.as_ref().map(|k| k.active_id().get());
+        // The key id of every pack that may be merged or re-sealed (`None`: plaintext), from
+        // one tail read each.
+        let mut seals: std::collections::HashMap<String, Option<u32>> = Default::default();
+        for entry in &listing.chunks {
+            let is_pack = entry.kind == ObjectKind::Pack;
+            let long = is_pack && end_bound_ms(entry) - entry.start.as_millis() >= target_ms;
+            if is_pack && (!long || options.rotation == KeyRotation::ResealToActive) {
+                seals.insert(entry.path.clone(), self.pack_key_id(uid, entry).await?);
+            }
+        }
+        // Plaintext never goes into sealed output: where the new packs would be sealed (the
+        // user's packs must be, or some source is sealed), plaintext sources — packs, and
+        // Omi objects, which downloads serve as Omi does — are left as they are.
+        let sealing = self.pack_sealing(uid).await?;
+        let any_sealed = sealing == PackSealing::Required
+            || seals.values().any(Option::is_some)
+            || listing.chunks.iter().any(|e| e.kind.is_encrypted());
+        let is_plaintext = |entry: &ListEntry| match entry.kind {
+            ObjectKind::Pack => seals.get(&entry.path).is_some_and(Option::is_none),
+            kind => !kind.is_encrypted(),
+        };
         let mut groups: Vec<(Vec<ListEntry>, bool)> = Vec::new();
         // Starts of the packs left alone (long enough already).
         let mut alone_starts: std::collections::HashSet<u64> = std::collections::HashSet::new();
@@ -164,15 +186,23 @@ impl ChunkService {
             *reseal = false;
         };
         for entry in listing.chunks {
+            if sealing == PackSealing::Required
+                && entry.kind == ObjectKind::Pack
+                && is_plaintext(&entry)
+            {
+                // Not history to keep: a pack this user's writes never make.
+                return Err(ServiceError::Unsealed { path: entry.path });
+            }
             let is_pack = entry.kind == ObjectKind::Pack;
             let long = is_pack && end_bound_ms(&entry) - entry.start.as_millis() >= target_ms;
             let reseal = is_pack
                 && options.rotation == KeyRotation::ResealToActive
-                && self
-                    .pack_key_id(uid, &entry)
-                    .await?
+                && seals
+                    .get(&entry.path)
+                    .copied()
+                    .flatten()
                     .is_some_and(|id| Some(id) != active);
-            if long && !reseal {
+            if (long && !reseal) || (any_sealed && is_plaintext(&entry)) {
                 alone_starts.insert(entry.start.as_millis());
                 flush(&mut current, &mut current_reseal, &mut groups);
                 continue;
@@ -269,7 +299,10 @@ impl ChunkService {
         report: &mut CompactionReport,
     ) -> Result<(), ServiceError> {
         let key = self.omi_key(uid)?;
-        let mut sealed = false;
+        let sealing = self.pack_sealing(uid).await?;
+        let mut sealed = sealing == PackSealing::Required;
+        // The first plaintext pack among the sources: it may not go into sealed output.
+        let mut plaintext_pack: Option<String> = None;
         // The group's one format, from the sources (pack headers; Omi objects at the
         // configured rate): the new pack is written in it, and a group that mixes formats is
         // refused before anything is written or deleted.
@@ -296,7 +329,7 @@ impl ChunkService {
             let mut decoded = None;
             for candidate in &candidates {
                 match self
-                    .decode_for_compaction(uid, candidate, key.as_ref())
+                    .decode_for_compaction(uid, candidate, key.as_ref(), sealing)
                     .await
                 {
                     Ok(found) => {
@@ -304,6 +337,8 @@ impl ChunkService {
                         break;
                     }
                     Err(ServiceError::Store(error)) => return Err(error.into()),
+                    // Refused, not undecodable: the compaction fails, naming the object.
+                    Err(error @ ServiceError::Unsealed { .. }) => return Err(error),
                     Err(error) => report
                         .skipped
                         .push((candidate.path.clone(), error.to_string())),
@@ -314,6 +349,9 @@ impl ChunkService {
             };
             formats.see(&chosen.path, format)?;
             sealed |= was_sealed;
+            if chosen.kind == ObjectKind::Pack && !was_sealed {
+                plaintext_pack.get_or_insert_with(|| chosen.path.clone());
+            }
             runs.extend(chunks);
             // Every candidate of a decodable group is replaced (downloads used only `chosen`),
             // except the undecodable ones, which stay where they are.
@@ -331,6 +369,10 @@ impl ChunkService {
                 "{}: compaction merges mono audio; this group has {} channels",
                 group.sources[0].path, format.channels
             )));
+        }
+        if sealed && let Some(path) = plaintext_pack {
+            // Sealing it would turn audio anyone could have written into authenticated audio.
+            return Err(ServiceError::Unsealed { path });
         }
         let chunks = trim_overlaps(runs, format.rate);
         if chunks.is_empty() {
@@ -366,10 +408,12 @@ impl ChunkService {
         uid: &UserId,
         source: &ListEntry,
         key: Option<&chunk_crypto::UserKey>,
+        sealing: PackSealing,
     ) -> Result<(Vec<Run>, bool, AudioFormat), ServiceError> {
         let omi_format = AudioFormat::mono(self.inner.config.pack.sample_rate);
+        let limit = self.inner.config.max_decoded_chunk as u64;
         if source.kind == ObjectKind::Pack {
-            let pack = self.read_pack_chunks(uid, &source.path).await?;
+            let pack = self.read_pack_chunks(uid, &source.path, sealing).await?;
             let chunks = pack
                 .chunks
                 .into_iter()
@@ -385,13 +429,20 @@ impl ChunkService {
             };
             return Ok((chunks, pack.sealed, format));
         }
+        self.check_omi_size(&source.path, source.kind, source.size)?;
         let bytes = self.inner.store.read(&source.path).await?;
         if matches!(source.kind, ObjectKind::Opus | ObjectKind::OpusEnc) {
             let container = omi_opus_container(&source.path, source.kind, bytes, key)?;
-            let pcm = decode_omi_object(&source.path, ObjectKind::Opus, container.clone(), None)?
-                .into_iter()
-                .next()
-                .unwrap_or_default();
+            let pcm = decode_omi_object(
+                &source.path,
+                ObjectKind::Opus,
+                container.clone(),
+                None,
+                limit,
+            )?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
             // A container whose PCM was trimmed to whole samples (an odd original length)
             // does not decode to exactly `pcm`: keep only the PCM then.
             let exact = OpusContainer::parse(&container)
@@ -403,7 +454,7 @@ impl ChunkService {
             };
             return Ok((vec![run], source.kind.is_encrypted(), omi_format));
         }
-        let pieces = decode_omi_object(&source.path, source.kind, bytes, key)?;
+        let pieces = decode_omi_object(&source.path, source.kind, bytes, key, limit)?;
         let start = source.start.as_millis();
         let rate = u64::from(omi_format.rate.max(1));
         let whole_ms = |pcm: &Bytes| (pcm.len() as u64 / 2 * 1000).is_multiple_of(rate);
@@ -441,7 +492,7 @@ impl ChunkService {
 /// samples, which downloads before compaction serve.
 fn trim_overlaps(runs: Vec<Run>, rate: u32) -> Vec<PackInput> {
     let rate = u64::from(rate.max(1));
-    let mut out: Vec<PackInput> = Vec::new();
+    let mut out: Vec<(Timestamp, Run)> = Vec::new();
     // End of the audio placed so far, in samples since the epoch (exact for whole ms).
     let mut cursor: Option<u64> = None;
     for Run {
@@ -466,7 +517,7 @@ fn trim_overlaps(runs: Vec<Run>, rate: u32) -> Vec<PackInput> {
             start_ms = next_exact_ms(end, rate);
             let head = (((start_ms * rate / 1000) - end) * 2).min(pcm.len() as u64) as usize;
             if head > 0
-                && let Some(last) = out.last_mut()
+                && let Some((_, last)) = out.last_mut()
             {
                 let mut joined = Vec::with_capacity(last.pcm.len() + head);
                 joined.extend_from_slice(&last.pcm);
@@ -487,14 +538,19 @@ fn trim_overlaps(runs: Vec<Run>, rate: u32) -> Vec<PackInput> {
             opus = None;
         }
         if let Some(ts) = Timestamp::from_millis(start_ms) {
-            out.push(PackInput {
-                timestamp: ts,
-                pcm,
-                opus,
-            });
+            out.push((
+                ts,
+                Run {
+                    start_ms,
+                    pcm,
+                    opus,
+                },
+            ));
         }
     }
-    out
+    out.into_iter()
+        .map(|(ts, run)| PackInput::decoded(ts, run.pcm, run.opus))
+        .collect()
 }
 
 /// The first instant at or after sample `position` (samples since the epoch at `rate`) that is

@@ -42,6 +42,9 @@ pub enum EncryptionPolicy {
     Disabled,
 }
 
+/// Default of [`ServiceConfig::max_decoded_chunk`]: 16 MiB.
+pub const DEFAULT_MAX_DECODED_CHUNK: usize = 16 << 20;
+
 /// Configuration of a [`crate::ChunkService`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -59,6 +62,18 @@ pub struct ServiceConfig {
     /// decode to); the concurrency is lowered so that `(concurrency + 1) × largest job` stays
     /// under it (at least one job in flight).
     pub download_memory_budget: usize,
+    /// Largest piece of decoded audio any read holds at once: one pack chunk, or one Omi
+    /// object (all its frames). Every read checks what an object *claims* it decodes to (a
+    /// pack entry's plain length, an Omi object's size, an Opus container's packet count and
+    /// declared length) against it before decoding, and refuses more with
+    /// [`crate::ServiceError::TooLarge`]; so a small hostile object cannot make a read hold
+    /// gigabytes. Writes obey it too. Default 16 MiB: 8.7 minutes of 16 kHz mono, 87 s of
+    /// 48 kHz stereo, far above the 5 s chunks and 60 s batches devices send.
+    pub max_decoded_chunk: usize,
+    /// Treat every user as needing sealed packs, whatever their level: a plaintext pack is
+    /// then refused with [`crate::ServiceError::Unsealed`] by every read, as it always is for
+    /// a user at level `enhanced`. For deployments where every user's audio is sealed.
+    pub require_sealed: bool,
 }
 
 impl Default for ServiceConfig {
@@ -70,6 +85,8 @@ impl Default for ServiceConfig {
             encryption: EncryptionPolicy::Required,
             download_concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
             download_memory_budget: 8 * 1024 * 1024,
+            max_decoded_chunk: DEFAULT_MAX_DECODED_CHUNK,
+            require_sealed: false,
         }
     }
 }

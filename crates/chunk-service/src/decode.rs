@@ -5,6 +5,8 @@ use chunk_crypto::UserKey;
 use chunk_format::ObjectKind;
 
 use crate::ServiceError;
+use crate::policy::claim_within;
+use chunk_format::omi_opus::OpusContainer;
 
 /// Drops a trailing odd byte so the piece holds whole PCM16 samples.
 ///
@@ -17,7 +19,20 @@ pub(crate) fn trim_to_samples(mut pcm: Bytes) -> Bytes {
     pcm
 }
 
-fn decode_opus(path: &str, container: &[u8]) -> Result<Bytes, ServiceError> {
+/// Decodes an Omi Opus container after checking its claim (packet count × 20 ms, cut to its
+/// declared PCM length) against `limit`, so a container of millions of empty packets is
+/// refused before any is decoded.
+fn decode_opus(path: &str, container: &[u8], limit: u64) -> Result<Bytes, ServiceError> {
+    let parsed = OpusContainer::parse(container).map_err(|error| ServiceError::Decode {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    })?;
+    claim_within(
+        path,
+        || format!("the Opus container ({} packets)", parsed.packet_count()),
+        parsed.decoded_pcm_len(),
+        limit,
+    )?;
     crate::codec::opus::decode_omi_opus(container)
         .map(|pcm| trim_to_samples(Bytes::from(pcm)))
         .map_err(|error| ServiceError::Decode {
@@ -27,12 +42,15 @@ fn decode_opus(path: &str, container: &[u8]) -> Result<Bytes, ServiceError> {
 }
 
 /// Decodes an Omi object into contiguous PCM pieces (one per chunk where the object records
-/// chunk boundaries). `key` is needed for the encrypted kinds.
+/// chunk boundaries). `key` is needed for the encrypted kinds. `limit` bounds what an Opus
+/// container may claim to decode to (the caller bounds the other kinds by their size before
+/// reading them).
 pub(crate) fn decode_omi_object(
     path: &str,
     kind: ObjectKind,
     bytes: Bytes,
     key: Option<&UserKey>,
+    limit: u64,
 ) -> Result<Vec<Bytes>, ServiceError> {
     match kind {
         ObjectKind::Bin | ObjectKind::BatchBin => Ok(vec![trim_to_samples(bytes)]),
@@ -54,7 +72,7 @@ pub(crate) fn decode_omi_object(
         }
         ObjectKind::Opus | ObjectKind::OpusEnc => {
             let container = omi_opus_container(path, kind, bytes, key)?;
-            decode_opus(path, &container).map(|pcm| vec![pcm])
+            decode_opus(path, &container, limit).map(|pcm| vec![pcm])
         }
         ObjectKind::Pack => Err(ServiceError::Decode {
             path: path.to_owned(),

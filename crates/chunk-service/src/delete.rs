@@ -38,6 +38,8 @@ impl ChunkService {
         let listing = self.list(uid, conversation).await?;
         let mut deleted = Vec::new();
         let mut written = Vec::new();
+        // Looked up once, at the first pack to rewrite.
+        let mut sealing = None;
         for entry in listing.chunks {
             let hit = timestamps.iter().any(|&ts| entry.name.covers(ts));
             if !hit {
@@ -49,8 +51,12 @@ impl ChunkService {
                         .iter()
                         .any(|&ts| start <= ts && (ts < end || ts == start))
                 };
+                let sealing = match sealing {
+                    Some(sealing) => sealing,
+                    None => *sealing.insert(self.pack_sealing(uid).await?),
+                };
                 match self
-                    .rewrite_pack_without(uid, conversation, &entry.path, holds)
+                    .rewrite_pack_without(uid, conversation, &entry.path, holds, sealing)
                     .await?
                 {
                     // The instants fell in gaps inside the pack: nothing to remove.

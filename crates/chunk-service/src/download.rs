@@ -18,6 +18,7 @@ use crate::decode::decode_omi_object;
 use crate::format::{AudioFormat, FormatCheck};
 use crate::list::ListEntry;
 use crate::pack::LoadedPack;
+use crate::policy::PackSealing;
 use crate::timeline::{Joining, Piece, Timeline};
 use crate::{ChunkService, ServiceError};
 
@@ -350,8 +351,9 @@ impl ChunkService {
         };
         let listing = self.list(uid, conversation).await?;
         let planned = plan(&listing.chunks, request, options.sample_rate);
+        let sealing = self.pack_sealing(uid).await?;
         let (mut jobs, mut skipped_packs) = self
-            .expand(uid, &listing.chunks, planned, options.skip_bad)
+            .expand(uid, &listing.chunks, planned, options.skip_bad, sealing)
             .await?;
         if jobs.is_empty() {
             return Err(no_audio());
@@ -505,6 +507,7 @@ impl ChunkService {
         entries: &[ListEntry],
         planned: Vec<Planned>,
         skip_bad: bool,
+        sealing: PackSealing,
     ) -> Result<(Vec<Job>, Vec<SkippedObject>), ServiceError> {
         let concurrency = self.inner.config.download_concurrency.get();
         // Read every planned pack's index first (bounded concurrency), keeping plan order.
@@ -517,7 +520,7 @@ impl ChunkService {
                         Planned::Omi(_) => Ok((planned, None)),
                         Planned::Pack(entry, _) => {
                             match self
-                                .load_pack(uid, &entry.path, entry.size, &entry.name)
+                                .load_pack(uid, &entry.path, entry.size, &entry.name, sealing)
                                 .await
                             {
                                 Ok(pack) => Ok((planned, Some(pack))),
@@ -600,7 +603,13 @@ impl ChunkService {
             Job::Omi { candidates } => candidates,
         };
         let mut first_bad: Option<Fetch> = None;
+        let limit = self.inner.config.max_decoded_chunk as u64;
         for candidate in &candidates {
+            if let Err(error) = self.check_omi_size(&candidate.path, candidate.kind, candidate.size)
+            {
+                first_bad.get_or_insert(bad_object(&candidate.path, candidate.start, error));
+                continue;
+            }
             let bytes = match self.inner.store.read(&candidate.path).await {
                 Ok(bytes) => bytes,
                 // Deleted between listing and fetch: try the next format, like a 404 in Omi.
@@ -614,7 +623,7 @@ impl ChunkService {
                 }
                 Err(other) => return Err(Fetch::Failed(other.into())),
             };
-            match decode_omi_object(&candidate.path, candidate.kind, bytes, key) {
+            match decode_omi_object(&candidate.path, candidate.kind, bytes, key, limit) {
                 Ok(pieces) => return Ok(vec![(candidate.start.as_millis(), pieces)]),
                 Err(error) => {
                     tracing::warn!(path = %candidate.path, %error, "undecodable object; trying the next format");

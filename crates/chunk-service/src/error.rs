@@ -63,6 +63,33 @@ pub enum ServiceError {
         /// The object path.
         path: String,
     },
+    /// An object claims to decode to more audio in one piece than
+    /// [`crate::ServiceConfig::max_decoded_chunk`] allows; refused before anything was
+    /// decoded (a decompression bomb, or a chunk far longer than any device sends).
+    #[error(
+        "{path}: {what} would decode to {claimed} bytes, more than the limit of {limit} bytes per chunk"
+    )]
+    TooLarge {
+        /// The object path.
+        path: String,
+        /// Which part of the object (e.g. "chunk 3", "the object").
+        what: String,
+        /// The decoded bytes it claims.
+        claimed: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A plaintext pack where sealing is required (its user is at level `enhanced`, or the
+    /// deployment sets [`crate::ServiceConfig::require_sealed`]): anyone who can write to the
+    /// bucket can make a plaintext pack, so it is never served, merged, rewritten or accepted
+    /// as an identical retry.
+    #[error(
+        "{path}: plaintext pack where sealing is required (user at level enhanced, or sealing required by the deployment); refusing it"
+    )]
+    Unsealed {
+        /// The object path.
+        path: String,
+    },
     /// An object with this name exists and holds different audio; the service never overwrites.
     #[error("{path} already exists with different content; refusing to overwrite")]
     Conflict {

@@ -34,6 +34,7 @@
 //! per chunk, and `e2ee` payloads are reported as client-sealed rather than silently stored as
 //! if protected.
 
+mod check;
 pub mod codec;
 mod compact;
 mod config;
@@ -45,17 +46,21 @@ mod format;
 mod level;
 mod list;
 mod pack;
+mod policy;
 mod recorder;
 mod service;
 pub mod spool;
 mod timeline;
 mod upload;
 
+pub use check::ObjectCheck;
 pub use compact::{
     CompactionCost, CompactionGroup, CompactionOptions, CompactionPlan, CompactionReport,
     KeyRotation,
 };
-pub use config::{BatchLayout, EncryptionPolicy, ServiceConfig, SingleFormat};
+pub use config::{
+    BatchLayout, DEFAULT_MAX_DECODED_CHUNK, EncryptionPolicy, ServiceConfig, SingleFormat,
+};
 pub use delete::DeleteReport;
 pub use download::{DownloadOptions, DownloadRequest, PcmStream, SkippedObject};
 pub use error::ServiceError;

@@ -18,6 +18,7 @@ use crate::codec::opus::{
 };
 use crate::decode::trim_to_samples;
 use crate::level::ProtectionLevel;
+use crate::policy::PackSealing;
 use crate::upload::Chunk;
 use crate::{ChunkService, ServiceError};
 
@@ -31,7 +32,6 @@ const MAX_COALESCED_READ: u64 = 4 * 1024 * 1024;
 /// A pack read whole and decoded.
 #[derive(Debug)]
 pub(crate) struct WholePack {
-    pub(crate) codec: Codec,
     pub(crate) sealed: bool,
     /// Sample rate and channels from the pack's header.
     pub(crate) sample_rate: u32,
@@ -43,43 +43,157 @@ pub(crate) struct WholePack {
 #[derive(Debug)]
 pub(crate) struct PackChunk {
     pub(crate) start: Timestamp,
-    pub(crate) end: Timestamp,
     pub(crate) pcm: Bytes,
     /// The stored frame (unsealed) of an Opus pack: an Omi Opus container.
     pub(crate) opus: Option<Bytes>,
 }
 
-/// One chunk going into a pack: its PCM and, when it was decoded from an Omi Opus container
-/// (an Opus pack's frame, an Omi `.opus` object) whose decoded length is exactly `pcm`, that
-/// container. An Opus pack stores the container as it is instead of encoding the decoded PCM
-/// again, so rewriting and compacting Opus audio loses nothing more each time.
+/// A pack read whole with its chunks still encoded: the opened payload of every frame (raw
+/// PCM, a zstd frame or an Omi Opus container), about its stored size in memory. A rewrite
+/// copies payloads without decoding them; checks decode one chunk at a time.
+#[derive(Debug)]
+pub(crate) struct StoredPack {
+    path: String,
+    index: PackIndex,
+    payloads: Vec<Bytes>,
+}
+
+impl StoredPack {
+    /// Whether the pack is sealed.
+    pub(crate) fn sealed(&self) -> bool {
+        self.index.header().is_encrypted()
+    }
+
+    /// The pack's format: its own codec, rate and channels, with the service's zstd level.
+    fn config(&self, service: &PackConfig) -> PackConfig {
+        let header = self.index.header();
+        PackConfig {
+            codec: header.codec(),
+            sample_rate: header.sample_rate(),
+            channels: header.channels(),
+            ..*service
+        }
+    }
+
+    /// Number of chunks.
+    pub(crate) fn len(&self) -> usize {
+        self.payloads.len()
+    }
+
+    /// Start and end of chunk `i`.
+    fn span(&self, i: usize) -> (Timestamp, Timestamp) {
+        let entry = &self.index.entries()[i];
+        (entry.start, self.index.chunk_end(entry))
+    }
+
+    /// Chunk `i` as it goes into another pack of the same format, undecoded.
+    fn stored_input(&self, i: usize) -> PackInput {
+        let entry = &self.index.entries()[i];
+        PackInput {
+            timestamp: entry.start,
+            audio: InputAudio::Stored {
+                payload: self.payloads[i].clone(),
+                plain_len: entry.plain_len,
+                pcm_crc32c: (!self.sealed()).then_some(entry.crc32c),
+            },
+        }
+    }
+
+    /// Decodes chunk `i` (its claimed length was checked against the limit when read).
+    pub(crate) fn decode(&self, i: usize) -> Result<Bytes, ServiceError> {
+        let codec = self.index.header().codec();
+        self.index
+            .decode_payload(i, &self.payloads[i], frame_codec(codec))
+            .map(Bytes::from)
+            .map_err(|e| pack_error(&self.path, e))
+    }
+
+    /// Decodes every chunk: what compaction merges (bounded by its group's duration).
+    fn decode_all(self) -> Result<WholePack, ServiceError> {
+        let header = self.index.header();
+        let codec = header.codec();
+        let chunks = (0..self.len())
+            .map(|i| {
+                Ok(PackChunk {
+                    start: self.span(i).0,
+                    pcm: self.decode(i)?,
+                    opus: (codec == Codec::Opus).then(|| self.payloads[i].clone()),
+                })
+            })
+            .collect::<Result<_, ServiceError>>()?;
+        Ok(WholePack {
+            sealed: header.is_encrypted(),
+            sample_rate: header.sample_rate(),
+            channels: header.channels(),
+            chunks,
+        })
+    }
+}
+
+/// One chunk going into a pack.
 #[derive(Debug, Clone)]
 pub(crate) struct PackInput {
     pub(crate) timestamp: Timestamp,
-    pub(crate) pcm: Bytes,
-    pub(crate) opus: Option<Bytes>,
+    pub(crate) audio: InputAudio,
+}
+
+/// The audio of a [`PackInput`].
+#[derive(Debug, Clone)]
+pub(crate) enum InputAudio {
+    /// Decoded PCM and, when it was decoded from an Omi Opus container (an Opus pack's
+    /// frame, an Omi `.opus` object) whose decoded length is exactly `pcm`, that container.
+    /// An Opus pack stores the container as it is instead of encoding the decoded PCM again,
+    /// so rewriting and compacting Opus audio loses nothing more each time.
+    Pcm { pcm: Bytes, opus: Option<Bytes> },
+    /// The payload another pack of the same format stored (see [`StoredPack`]), copied
+    /// without decoding; `pcm_crc32c` is that pack's checksum of the PCM (plaintext only).
+    Stored {
+        payload: Bytes,
+        plain_len: u32,
+        pcm_crc32c: Option<u32>,
+    },
 }
 
 impl PackInput {
     /// A chunk from PCM only.
     pub(crate) fn pcm(timestamp: Timestamp, pcm: Bytes) -> PackInput {
+        PackInput::decoded(timestamp, pcm, None)
+    }
+
+    /// A chunk of decoded PCM and, when it decodes to exactly `pcm`, its Opus container.
+    pub(crate) fn decoded(timestamp: Timestamp, pcm: Bytes, opus: Option<Bytes>) -> PackInput {
         PackInput {
             timestamp,
-            pcm,
-            opus: None,
+            audio: InputAudio::Pcm { pcm, opus },
         }
     }
 
-    /// Adds the chunk to `encoder`: its Opus container unchanged when `copy_opus` (the pack
-    /// is Opus) and there is one, else its PCM.
+    /// PCM bytes the chunk decodes to.
+    pub(crate) fn plain_len(&self) -> u64 {
+        match &self.audio {
+            InputAudio::Pcm { pcm, .. } => pcm.len() as u64,
+            InputAudio::Stored { plain_len, .. } => u64::from(*plain_len),
+        }
+    }
+
+    /// Adds the chunk to `encoder`: a stored payload as it is; an Opus container unchanged
+    /// when `copy_opus` (the pack is Opus) and there is one; else its PCM.
     fn push(&self, encoder: &mut PackEncoder, copy_opus: bool) -> Result<Vec<u8>, PackError> {
-        match &self.opus {
-            Some(container) if copy_opus => encoder.push_encoded_frame(
+        match &self.audio {
+            InputAudio::Stored {
+                payload,
+                plain_len,
+                pcm_crc32c,
+            } => encoder.push_stored(self.timestamp, payload, *plain_len, *pcm_crc32c),
+            InputAudio::Pcm {
+                pcm,
+                opus: Some(container),
+            } if copy_opus => encoder.push_encoded_frame(
                 self.timestamp,
                 container,
-                u32::try_from(self.pcm.len()).unwrap_or(u32::MAX),
+                u32::try_from(pcm.len()).unwrap_or(u32::MAX),
             ),
-            _ => encoder.push_chunk(self.timestamp, &self.pcm),
+            InputAudio::Pcm { pcm, .. } => encoder.push_chunk(self.timestamp, pcm),
         }
     }
 }
@@ -163,29 +277,6 @@ fn frame_codec(codec: Codec) -> Option<&'static dyn FrameCodec> {
     }
 }
 
-/// Whether `stored` (decoded from a pack of codec `codec`) holds exactly `chunks`: same starts,
-/// same PCM — for a lossy codec, the PCM the codec makes of the chunk (`decode(encode(pcm))`,
-/// deterministic for Omi's Opus with libopus), so a different batch is still told apart.
-fn holds_chunks(codec: Codec, stored: &[PackChunk], chunks: &[Chunk]) -> Result<bool, OpusError> {
-    if stored.len() != chunks.len() {
-        return Ok(false);
-    }
-    for (PackChunk { start, pcm, .. }, chunk) in stored.iter().zip(chunks) {
-        if *start != chunk.timestamp || pcm.len() != chunk.pcm.len() {
-            return Ok(false);
-        }
-        let same = if codec.is_lossy() {
-            pcm[..] == decode_omi_opus(&encode_omi_opus(&chunk.pcm)?)?[..]
-        } else {
-            pcm[..] == chunk.pcm[..]
-        };
-        if !same {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 fn pack_error(path: &str, error: PackError) -> ServiceError {
     ServiceError::Decode {
         path: path.to_owned(),
@@ -212,11 +303,17 @@ impl ChunkService {
             .map(|c| PackInput::pcm(c.timestamp, c.pcm.clone()))
             .collect();
         let config = self.inner.config.pack;
+        for (i, input) in inputs.iter().enumerate() {
+            self.check_claim("(new pack)", || format!("chunk {i}"), input.plain_len())?;
+        }
         let name = self.pack_name(&inputs, &config)?;
         let path = layout::chunk_path(uid, conversation, &name);
         let store = &self.inner.store;
+        // A retry may only find what this write would have made: sealed for a user whose
+        // packs must be sealed.
+        let sealing = self.pack_sealing_at(level);
         if store.stat(&path).await?.is_some() {
-            self.verify_pack(uid, &path, &chunks).await?;
+            self.verify_pack(uid, &path, &chunks, sealing).await?;
             // Found, not written: its writer may have died between rename and sync.
             store.make_durable(&path).await?;
             return Ok((path, false));
@@ -227,7 +324,7 @@ impl ChunkService {
         {
             Ok(()) => Ok((path, true)),
             Err(ServiceError::Store(StoreError::AlreadyExists { .. })) => self
-                .verify_pack(uid, &path, &chunks)
+                .verify_pack(uid, &path, &chunks, sealing)
                 .await
                 .map(|()| (path, false)),
             Err(other) => Err(other),
@@ -247,7 +344,7 @@ impl ChunkService {
             ));
         };
         let block = 2 * u32::from(config.channels.max(1));
-        let samples = u32::try_from(last.pcm.len() as u64 / u64::from(block))
+        let samples = u32::try_from(last.plain_len() / u64::from(block))
             .map_err(|_| ServiceError::InvalidInput("chunk too long for a pack".into()))?;
         let end = pack_name_end(last.timestamp, samples.max(1), config.sample_rate)
             .ok_or_else(|| ServiceError::InvalidInput("pack end out of range".into()))?;
@@ -303,11 +400,11 @@ impl ChunkService {
         }
         .map_err(|e| pack_error(path, e))?;
         let copy_opus = config.codec == Codec::Opus;
-        let input: usize = chunks.iter().map(|c| c.pcm.len()).sum();
-        if input <= SINGLE_PUT_MAX {
+        let input: u64 = chunks.iter().map(PackInput::plain_len).sum();
+        if input <= SINGLE_PUT_MAX as u64 {
             // The batch is in memory already: encode it whole and store it with one PUT, so a
             // 10-minute pack is one Class A request on S3 rather than a multipart upload.
-            let mut object = Vec::with_capacity(input / 2 + 4096);
+            let mut object = Vec::with_capacity(input as usize / 2 + 4096);
             for chunk in chunks {
                 let bytes = chunk
                     .push(&mut encoder, copy_opus)
@@ -342,68 +439,121 @@ impl ChunkService {
     }
 
     /// Succeeds if the pack at `path` holds exactly `chunks` (same starts, same audio; for an
-    /// Opus pack, the audio Opus makes of them).
+    /// Opus pack, the audio Opus makes of them), decoding one chunk at a time.
     async fn verify_pack(
         &self,
         uid: &UserId,
         path: &str,
         chunks: &[Chunk],
+        sealing: PackSealing,
     ) -> Result<(), ServiceError> {
-        let stored = self.read_pack_chunks(uid, path).await?;
-        let identical = holds_chunks(stored.codec, &stored.chunks, chunks).map_err(|error| {
-            ServiceError::Decode {
-                path: path.to_owned(),
-                reason: format!("cannot compare with the stored Opus pack: {error}"),
-            }
-        })?;
-        if identical {
-            Ok(())
-        } else {
-            Err(ServiceError::Conflict {
-                path: path.to_owned(),
-            })
+        let stored = self.read_pack_stored(uid, path, sealing).await?;
+        let lossy = stored.index.header().codec().is_lossy();
+        let conflict = || ServiceError::Conflict {
+            path: path.to_owned(),
+        };
+        if stored.len() != chunks.len() {
+            return Err(conflict());
         }
+        for (i, chunk) in chunks.iter().enumerate() {
+            let entry = &stored.index.entries()[i];
+            if entry.start != chunk.timestamp || entry.plain_len as usize != chunk.pcm.len() {
+                return Err(conflict());
+            }
+            let pcm = stored.decode(i)?;
+            let same = if lossy {
+                let made = encode_omi_opus(&chunk.pcm)
+                    .and_then(|container| decode_omi_opus(&container))
+                    .map_err(|error| ServiceError::Decode {
+                        path: path.to_owned(),
+                        reason: format!("cannot compare with the stored Opus pack: {error}"),
+                    })?;
+                pcm[..] == made[..]
+            } else {
+                pcm[..] == chunk.pcm[..]
+            };
+            if !same {
+                return Err(conflict());
+            }
+        }
+        Ok(())
     }
 
-    /// Reads a whole pack and decodes every chunk.
+    /// Reads a whole pack without decoding it: index (authenticated when sealed, refused
+    /// when plaintext and `sealing` requires a seal), the name checked against the index,
+    /// every chunk's claimed length checked against the limit, every frame opened.
+    pub(crate) async fn read_pack_stored(
+        &self,
+        uid: &UserId,
+        path: &str,
+        sealing: PackSealing,
+    ) -> Result<StoredPack, ServiceError> {
+        let name = path
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.parse::<ObjectName>().ok())
+            .filter(|name| name.kind() == ObjectKind::Pack)
+            .ok_or_else(|| ServiceError::Decode {
+                path: path.to_owned(),
+                reason: "not a pack name".to_owned(),
+            })?;
+        let object = self.inner.store.read(path).await?;
+        let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
+        let opener = self.pack_opener(uid, path, tail.header(), sealing)?;
+        let opener = opener.as_deref().map(as_opener);
+        let index = PackIndex::from_object(&object, opener).map_err(|e| pack_error(path, e))?;
+        check_name(path, &name, &index)?;
+        self.check_chunk_claims(path, &index, 0..index.len())?;
+        let payloads = (0..index.len())
+            .map(|i| {
+                let range = index.frame_range(i).unwrap_or(0..0);
+                let frame = index
+                    .frame_bytes(i, &object)
+                    .map_err(|e| pack_error(path, e))?;
+                match index
+                    .open_frame(i, frame, opener)
+                    .map_err(|e| pack_error(path, e))?
+                {
+                    // A plaintext payload is the frame itself: share the object's buffer.
+                    std::borrow::Cow::Borrowed(_) => {
+                        Ok(object.slice(range.start as usize..range.end as usize))
+                    }
+                    std::borrow::Cow::Owned(opened) => Ok(Bytes::from(opened)),
+                }
+            })
+            .collect::<Result<_, ServiceError>>()?;
+        Ok(StoredPack {
+            path: path.to_owned(),
+            index,
+            payloads,
+        })
+    }
+
+    /// Reads a whole pack and decodes every chunk (compaction: sources are shorter than its
+    /// target, and the name bounds the audio, so this is bounded by the group's duration).
     pub(crate) async fn read_pack_chunks(
         &self,
         uid: &UserId,
         path: &str,
+        sealing: PackSealing,
     ) -> Result<WholePack, ServiceError> {
-        let object = self.inner.store.read(path).await?;
-        let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
-        let opener = self.pack_opener(uid, path, tail.header())?;
-        let index = PackIndex::from_object(&object, opener.as_deref().map(as_opener))
-            .map_err(|e| pack_error(path, e))?;
-        let codec = index.header().codec();
-        let chunks = (0..index.len())
-            .map(|i| {
-                let frame = index
-                    .frame_bytes(i, &object)
-                    .map_err(|e| pack_error(path, e))?;
-                let payload = index
-                    .open_frame(i, frame, opener.as_deref().map(as_opener))
-                    .map_err(|e| pack_error(path, e))?;
-                let pcm = index
-                    .decode_payload(i, &payload, frame_codec(codec))
-                    .map_err(|e| pack_error(path, e))?;
-                let entry = &index.entries()[i];
-                Ok(PackChunk {
-                    start: entry.start,
-                    end: index.chunk_end(entry),
-                    pcm: Bytes::from(pcm),
-                    opus: (codec == Codec::Opus).then(|| Bytes::from(payload.into_owned())),
-                })
-            })
-            .collect::<Result<_, ServiceError>>()?;
-        Ok(WholePack {
-            codec,
-            sealed: index.header().is_encrypted(),
-            sample_rate: index.header().sample_rate(),
-            channels: index.header().channels(),
-            chunks,
-        })
+        self.read_pack_stored(uid, path, sealing)
+            .await?
+            .decode_all()
+    }
+
+    /// Refuses chunks `range` of a pack when one claims more decoded bytes than the limit.
+    fn check_chunk_claims(
+        &self,
+        path: &str,
+        index: &PackIndex,
+        range: Range<usize>,
+    ) -> Result<(), ServiceError> {
+        for i in range {
+            let claimed = index.entries().get(i).map_or(0, |e| u64::from(e.plain_len));
+            self.check_claim(path, || format!("chunk {i}"), claimed)?;
+        }
+        Ok(())
     }
 
     fn pack_opener(
@@ -411,7 +561,9 @@ impl ChunkService {
         uid: &UserId,
         path: &str,
         header: &chunk_format::pack::PackHeader,
+        sealing: PackSealing,
     ) -> Result<Option<Arc<PackOpener>>, ServiceError> {
+        sealing.check(path, header.is_encrypted())?;
         let Some(seal) = header.seal() else {
             return Ok(None);
         };
@@ -441,6 +593,7 @@ impl ChunkService {
         path: &str,
         size: u64,
         name: &ObjectName,
+        sealing: PackSealing,
     ) -> Result<LoadedPack, ServiceError> {
         let store = &self.inner.store;
         let duration_s = name.end().millis_since(name.start()).max(0) as u64 / 1000;
@@ -451,7 +604,7 @@ impl ChunkService {
         let tail_len = guess.min(size);
         let mut tail = store.read_range(path, size - tail_len..size).await?;
         let parsed = PackTail::new(&tail, size).map_err(|e| pack_error(path, e))?;
-        let opener = self.pack_opener(uid, path, parsed.header())?;
+        let opener = self.pack_opener(uid, path, parsed.header(), sealing)?;
         let index = match parsed.index(opener.as_deref().map(as_opener)) {
             Ok(index) => index,
             Err(PackError::NeedMore { from_offset }) => {
@@ -462,16 +615,7 @@ impl ChunkService {
             }
             Err(error) => return Err(pack_error(path, error)),
         };
-        if index.object_name().ok().as_ref() != Some(name) && !name_bounds(name, &index) {
-            return Err(ServiceError::Decode {
-                path: path.to_owned(),
-                reason: format!(
-                    "the pack's index covers {}..{} but its name says {name}",
-                    index.start(),
-                    index.end()
-                ),
-            });
-        }
+        check_name(path, name, &index)?;
         Ok(LoadedPack {
             path: path.to_owned(),
             index: Arc::new(index),
@@ -479,13 +623,15 @@ impl ChunkService {
         })
     }
 
-    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each.
+    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each; a chunk
+    /// claiming more than the limit is refused before the read.
     pub(crate) async fn read_pack_run(
         &self,
         pack: &LoadedPack,
         run: Range<usize>,
     ) -> Result<Vec<(u64, Bytes)>, ServiceError> {
         let path = &pack.path;
+        self.check_chunk_claims(path, &pack.index, run.clone())?;
         let entries = &pack.index.entries()[run.clone()];
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(Vec::new());
@@ -515,46 +661,42 @@ impl ChunkService {
         .collect()
     }
 
-    /// Rewrites the pack at `entry` without the chunks `remove` selects: the new pack is
-    /// written create-only and read back before the old one is deleted (never the other order;
-    /// a crash in between leaves a duplicate that downloads trim as overlap). The caller
-    /// deletes the old pack unless the outcome is [`Rewrite::Unchanged`].
+    /// Rewrites the pack at `path` without the chunks `remove` selects: the kept chunks are
+    /// copied as stored (never decoded whole, never re-encoded) into a new pack of the same
+    /// format and sealing, written create-only and read back before the old one is deleted
+    /// (never the other order; a crash in between leaves a duplicate that downloads trim as
+    /// overlap). The caller deletes the old pack unless the outcome is [`Rewrite::Unchanged`].
     pub(crate) async fn rewrite_pack_without(
         &self,
         uid: &UserId,
         conversation: &ConversationId,
         path: &str,
         remove: impl Fn(Timestamp, Timestamp) -> bool,
+        sealing: PackSealing,
     ) -> Result<Rewrite, ServiceError> {
-        let mut pack = self.read_pack_chunks(uid, path).await?;
-        let total = pack.chunks.len();
-        let sealed = pack.sealed;
-        let kept: Vec<PackInput> = std::mem::take(&mut pack.chunks)
-            .into_iter()
-            .filter(|c| !remove(c.start, c.end))
-            .map(|c| PackInput {
-                timestamp: c.start,
-                pcm: c.pcm,
-                opus: c.opus,
+        let pack = self.read_pack_stored(uid, path, sealing).await?;
+        let kept: Vec<PackInput> = (0..pack.len())
+            .filter(|&i| {
+                let (start, end) = pack.span(i);
+                !remove(start, end)
             })
+            .map(|i| pack.stored_input(i))
             .collect();
-        if kept.len() == total {
+        if kept.len() == pack.len() {
             return Ok(Rewrite::Unchanged);
         }
         if kept.is_empty() {
             return Ok(Rewrite::Emptied);
         }
-        let level = if sealed {
+        let level = if pack.sealed() {
             ProtectionLevel::Enhanced
         } else {
             ProtectionLevel::Standard
         };
-        // The rewrite keeps the pack's own rate and channels, whatever the service writes.
-        let config = PackConfig {
-            sample_rate: pack.sample_rate,
-            channels: pack.channels,
-            ..self.inner.config.pack
-        };
+        // The rewrite keeps the pack's own codec, rate and channels, whatever the service
+        // writes: its payloads are copied as they are.
+        let config = pack.config(&self.inner.config.pack);
+        drop(pack);
         let new_path = self
             .write_fresh_pack(uid, conversation, &kept, level, config)
             .await?;
@@ -563,9 +705,9 @@ impl ChunkService {
 
     /// Writes `chunks` as a new pack under a name no object has yet (bumping the end by a
     /// millisecond while the natural name is taken — END stays an upper bound of the audio),
-    /// then reads it back and checks it before returning its path (for a lossy codec: same
-    /// starts and lengths, every frame decoding and matching its checksum, and every Opus
-    /// container given stored unchanged).
+    /// then reads it back and checks it, one chunk at a time, before returning its path: same
+    /// format, starts and lengths, every frame decoding and matching its checksum, copied
+    /// payloads and given Opus containers stored unchanged, and lossless PCM identical.
     pub(crate) async fn write_fresh_pack(
         &self,
         uid: &UserId,
@@ -587,20 +729,33 @@ impl ChunkService {
         };
         self.stream_pack(uid, &path, chunks, level, PutMode::CreateOnly, config)
             .await?;
-        let back = self.read_pack_chunks(uid, &path).await?;
-        let same = back.sample_rate == config.sample_rate
-            && back.channels == config.channels
-            && back.chunks.len() == chunks.len()
-            && back.chunks.iter().zip(chunks).all(|(stored, c)| {
-                let copied = match (&stored.opus, &c.opus) {
-                    (Some(stored), Some(given)) => stored == given,
-                    _ => true,
-                };
-                stored.start == c.timestamp
-                    && stored.pcm.len() == c.pcm.len()
-                    && (back.codec.is_lossy() || stored.pcm[..] == c.pcm[..])
-                    && copied
-            });
+        let sealing = self.pack_sealing_at(level);
+        let back = self.read_pack_stored(uid, &path, sealing).await?;
+        let header = back.index.header();
+        let lossy = header.codec().is_lossy();
+        let mut same = header.sample_rate() == config.sample_rate
+            && header.channels() == config.channels
+            && back.len() == chunks.len();
+        for (i, chunk) in chunks.iter().enumerate() {
+            if !same {
+                break;
+            }
+            let entry = &back.index.entries()[i];
+            same =
+                entry.start == chunk.timestamp && u64::from(entry.plain_len) == chunk.plain_len();
+            // Decoding checks the frame (zstd, CRC-32C or authentication, Opus length).
+            let pcm = back.decode(i)?;
+            same &= match &chunk.audio {
+                InputAudio::Stored { payload, .. } => back.payloads[i] == *payload,
+                InputAudio::Pcm { pcm: given, opus } => {
+                    let copied = match (header.codec() == Codec::Opus, opus) {
+                        (true, Some(given)) => back.payloads[i] == *given,
+                        _ => true,
+                    };
+                    copied && (lossy || pcm[..] == given[..])
+                }
+            };
+        }
         if !same {
             return Err(ServiceError::Decode {
                 path,
@@ -609,6 +764,22 @@ impl ChunkService {
         }
         Ok(path)
     }
+}
+
+/// Refuses a pack whose index does not match its name: the same START, and an END that is
+/// the index's end or (a rewritten pack) a bound past it.
+fn check_name(path: &str, name: &ObjectName, index: &PackIndex) -> Result<(), ServiceError> {
+    if index.object_name().ok().as_ref() == Some(name) || name_bounds(name, index) {
+        return Ok(());
+    }
+    Err(ServiceError::Decode {
+        path: path.to_owned(),
+        reason: format!(
+            "the pack's index covers {}..{} but its name says {name}",
+            index.start(),
+            index.end()
+        ),
+    })
 }
 
 /// Whether a name is a valid upper bound for an index (a rewritten pack may have a bumped END).

@@ -1,22 +1,18 @@
 //! `verify`: read and decode every audio object; report bad ones with the reason.
 //!
-//! Each object is read whole and decoded as its name says, with the library decoders: raw PCM
-//! (`.bin`, `.batch.bin`), Omi frames opened with the user's key (`.enc`, `.batch.enc`), the
-//! Omi Opus container decoded (`.opus`, `.opus.enc`), and packs (index, every frame, CRC or
-//! authentication, and the name against the index). An object is bad if it is empty, cannot be
-//! decoded, or is encrypted and no secret was given. Objects under `chunks/` whose names are
-//! not audio names are reported as foreign and not counted as bad.
+//! Each object is checked by the library ([`ChunkService::check_object`]): read and decoded
+//! as its name says with the read path's own rules — raw PCM (`.bin`, `.batch.bin`), Omi
+//! frames opened with the user's key (`.enc`, `.batch.enc`), the Omi Opus container decoded
+//! (`.opus`, `.opus.enc`), and packs (index, every frame, CRC or authentication, the name
+//! against the index, plaintext refused with `--require-sealed`), one decoded chunk at a time
+//! and no piece above the decode limit. An object is bad if it is empty, cannot be decoded, or
+//! is encrypted and no secret was given. Objects under `chunks/` whose names are not audio
+//! names are reported as foreign and not counted as bad.
 
-use std::sync::Arc;
-
-use anyhow::{Result, anyhow, bail};
-use bytes::Bytes;
-use chunk_crypto::Keyring;
-use chunk_crypto::pack::SealParams;
-use chunk_format::pack::{FrameCodec, PackIndex, PackTail, SegmentOpener};
-use chunk_format::{ObjectKind, ObjectName};
-use chunk_service::codec::opus::{OmiOpusCodec, decode_omi_opus};
-use chunk_store::{Store, layout};
+use anyhow::{Result, bail};
+use chunk_format::ObjectName;
+use chunk_service::ChunkService;
+use chunk_store::{Store, UserId, layout};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::json;
 
@@ -36,6 +32,8 @@ pub(crate) struct Target {
     pub(crate) uid: String,
     /// Its parsed name.
     pub(crate) name: ObjectName,
+    /// Its size as listed.
+    pub(crate) size: u64,
 }
 
 /// A non-audio object found while walking.
@@ -59,14 +57,13 @@ pub(crate) struct Decoded {
 pub(crate) async fn run(ctx: &Context, args: &VerifyArgs) -> Result<()> {
     let (targets, foreign) = collect(&ctx.store, args).await?;
     let bar = progress::bar(ctx.progress(), targets.len() as u64, "verifying");
-    let keyring = ctx.keyring()?.map(Arc::new);
+    let service = ctx.reader()?;
     let mut results: Vec<(Target, Result<Decoded, String>)> = stream::iter(targets)
         .map(|target| {
-            let store = ctx.store.clone();
-            let keyring = keyring.clone();
+            let service = service.clone();
             let bar = bar.clone();
             async move {
-                let result = check(&store, keyring, &target).await;
+                let result = check(&service, &target).await;
                 bar.inc(1);
                 Ok::<_, anyhow::Error>((target, result))
             }
@@ -114,6 +111,14 @@ pub(crate) async fn run(ctx: &Context, args: &VerifyArgs) -> Result<()> {
                 output::escaped(&f.reason)
             )?;
         }
+        let locked = bad
+            .iter()
+            .any(|(_, reason)| reason.contains("no key material"));
+        if locked && !ctx.has_secret() {
+            outln!(
+                "note: no secret was given (CHUNKVAULT_SECRET or --secret-file): sealed objects cannot be opened"
+            )?;
+        }
         outln!(
             "checked {} audio object(s): {ok} ok ({} of PCM), {} bad; {} foreign object(s) skipped",
             results.len(),
@@ -146,6 +151,7 @@ async fn collect(store: &Store, args: &VerifyArgs) -> Result<(Vec<Target>, Vec<F
                 path: o.path,
                 uid: uid.as_str().to_owned(),
                 name: o.name,
+                size: o.size,
             })
             .collect();
         let foreign = listing
@@ -177,7 +183,12 @@ async fn collect(store: &Store, args: &VerifyArgs) -> Result<(Vec<Target>, Vec<F
         match parse_chunk_path(&path) {
             Ok((uid, name)) => {
                 let uid = uid.to_owned();
-                targets.push(Target { path, uid, name });
+                targets.push(Target {
+                    path,
+                    uid,
+                    name,
+                    size,
+                });
             }
             Err(reason) => foreign.push(Foreign { path, size, reason }),
         }
@@ -200,110 +211,32 @@ pub(crate) fn parse_chunk_path(path: &str) -> Result<(&str, ObjectName), String>
     Ok((uid, name))
 }
 
-/// Reads and decodes one object; `Err` holds the reason it is bad.
-pub(crate) async fn check(
-    store: &Store,
-    keyring: Option<Arc<Keyring>>,
-    target: &Target,
-) -> Result<Decoded, String> {
-    let bytes = store.read(&target.path).await.map_err(|e| e.to_string())?;
-    let target = target.clone();
-    tokio::task::spawn_blocking(move || decode(&target, keyring.as_deref(), &bytes))
+/// Reads and decodes one object with the library's read path; `Err` holds the reason it is
+/// bad.
+pub(crate) async fn check(service: &ChunkService, target: &Target) -> Result<Decoded, String> {
+    let uid = UserId::new(target.uid.as_str()).map_err(|e| e.to_string())?;
+    service
+        .check_object(&uid, &target.path, &target.name, target.size)
         .await
-        .map_err(|e| format!("decoding task failed: {e}"))?
-        .map_err(|e| format!("{e:#}"))
-}
-
-/// Decodes one object's bytes as its name says.
-fn decode(target: &Target, keyring: Option<&Keyring>, bytes: &Bytes) -> Result<Decoded> {
-    if bytes.is_empty() {
-        bail!("empty object: holds no audio");
-    }
-    let kind = target.name.kind();
-    let omi_key = || {
-        let keyring = keyring.ok_or_else(|| {
-            anyhow!(
-                "encrypted object, but no secret was given (CHUNKVAULT_SECRET or --secret-file)"
-            )
-        })?;
-        Ok::<_, anyhow::Error>(keyring.omi_key(&target.uid)?)
-    };
-    match kind {
-        ObjectKind::Bin | ObjectKind::BatchBin => Ok(Decoded {
-            pcm_bytes: (bytes.len() - bytes.len() % 2) as u64,
-            chunks: 1,
-        }),
-        ObjectKind::Enc | ObjectKind::BatchEnc | ObjectKind::OpusEnc => {
-            let key = omi_key()?;
-            let mut decoded = Decoded {
-                pcm_bytes: 0,
-                chunks: 0,
-            };
-            for plain in chunk_crypto::omi::open_object(&key, bytes) {
-                let plain = plain?;
-                let pcm_len = if kind == ObjectKind::OpusEnc {
-                    decode_omi_opus(&plain)
-                        .map_err(|e| anyhow!("frame {}: {e}", decoded.chunks))?
-                        .len()
-                } else {
-                    plain.len() - plain.len() % 2
-                };
-                decoded.pcm_bytes += pcm_len as u64;
-                decoded.chunks += 1;
-            }
-            Ok(decoded)
-        }
-        ObjectKind::Opus => Ok(Decoded {
-            pcm_bytes: decode_omi_opus(bytes)?.len() as u64,
-            chunks: 1,
-        }),
-        ObjectKind::Pack => decode_pack(target, keyring, bytes),
-    }
-}
-
-fn decode_pack(target: &Target, keyring: Option<&Keyring>, bytes: &Bytes) -> Result<Decoded> {
-    let len = bytes.len() as u64;
-    let tail = PackTail::new(bytes, len)?;
-    let opener = match tail.header().seal() {
-        None => None,
-        Some(info) => {
-            let keyring = keyring.ok_or_else(|| {
-                anyhow!("sealed pack, but no secret was given (CHUNKVAULT_SECRET or --secret-file)")
-            })?;
-            Some(keyring.pack_opener(&target.uid, &SealParams::from(*info))?)
-        }
-    };
-    let opener = opener.as_ref().map(|o| o as &dyn SegmentOpener);
-    let index = PackIndex::from_object(bytes, opener)?;
-    let expected = index.object_name()?;
-    // A pack rewritten by a delete may carry an END bumped past its audio (still an upper
-    // bound); the start must match exactly.
-    if expected.start() != target.name.start() || expected.end() > target.name.end() {
-        bail!(
-            "the index says this pack is {expected}, not {}",
-            target.name
-        );
-    }
-    let mut decoded = Decoded {
-        pcm_bytes: 0,
-        chunks: 0,
-    };
-    for chunk in 0..index.len() {
-        let frame = index.frame_bytes(chunk, bytes)?;
-        let codec = index
-            .header()
-            .codec()
-            .needs_frame_codec()
-            .then_some(&OmiOpusCodec as &dyn FrameCodec);
-        decoded.pcm_bytes += index.decode_frame_with(chunk, frame, opener, codec)?.len() as u64;
-        decoded.chunks += 1;
-    }
-    Ok(decoded)
+        .map(|found| Decoded {
+            pcm_bytes: found.pcm_bytes,
+            chunks: found.chunks,
+        })
+        .map_err(|error| {
+            // The library's errors start with the object path, which the report prints
+            // already.
+            let text = error.to_string();
+            let prefix = format!("{}: ", target.path);
+            text.strip_prefix(&prefix)
+                .map(str::to_owned)
+                .unwrap_or(text)
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chunk_format::ObjectKind;
 
     #[test]
     fn chunk_paths() {

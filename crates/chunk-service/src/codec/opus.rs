@@ -236,6 +236,7 @@ pub fn decode_omi_opus_with(backend: OpusBackend, container: &[u8]) -> Result<Ve
     let mut pcm = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
     let mut samples = [0i16; OMI_OPUS_FRAME_SAMPLES];
     let mut offset = OMI_OPUS_HEADER_LEN;
+    let original = usize::try_from(parsed.original_pcm_len()).unwrap_or(usize::MAX);
     for (packet_index, packet) in (0u32..).zip(parsed.packets()) {
         let fail = |problem| OpusError::Packet {
             packet_index,
@@ -244,13 +245,17 @@ pub fn decode_omi_opus_with(backend: OpusBackend, container: &[u8]) -> Result<Ve
             problem,
         };
         check_packet(packet).map_err(fail)?;
-        let decoded = decoder.decode(packet, &mut samples).map_err(fail)?;
-        for sample in samples.iter().take(decoded) {
-            pcm.extend_from_slice(&sample.to_le_bytes());
+        // Past the declared length the output is cut anyway (below, as Omi's reader cuts
+        // it): check the remaining packets' framing but decode no more, so memory stays
+        // within what the header declares.
+        if original == 0 || pcm.len() < original {
+            let decoded = decoder.decode(packet, &mut samples).map_err(fail)?;
+            for sample in samples.iter().take(decoded) {
+                pcm.extend_from_slice(&sample.to_le_bytes());
+            }
         }
         offset += OMI_OPUS_PACKET_PREFIX_LEN + packet.len();
     }
-    let original = usize::try_from(parsed.original_pcm_len()).unwrap_or(usize::MAX);
     if original > 0 && original < pcm.len() {
         pcm.truncate(original);
     }

@@ -1,0 +1,84 @@
+//! Checking one stored object: read it and decode all of it as its name says, with the read
+//! path's own rules (the limit on decoded pieces, sealing required by level, the pack's name
+//! against its index), holding one decoded chunk at a time.
+
+use chunk_format::{ObjectKind, ObjectName};
+use chunk_store::UserId;
+
+use crate::decode::decode_omi_object;
+use crate::{ChunkService, ServiceError};
+
+/// What [`ChunkService::check_object`] found in a good object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectCheck {
+    /// Chunks (pack chunks, Omi frames; 1 for a raw or Opus object) decoded.
+    pub chunks: usize,
+    /// PCM bytes they decode to.
+    pub pcm_bytes: u64,
+    /// Whether the object is sealed (a sealed pack, an Omi `.enc` kind).
+    pub sealed: bool,
+}
+
+impl ChunkService {
+    /// Reads the object at `path` (named `name`, `size` bytes as listed) of user `uid` and
+    /// decodes every chunk, as a download would: a pack's index, authentication or CRC-32C of
+    /// every frame, and its name against the index; an Omi object opened with the user's key
+    /// and decoded. Fails with the reason the object is bad: empty, undecodable, sealed without
+    /// the key, a plaintext pack where sealing is required ([`ServiceError::Unsealed`]), a
+    /// piece claiming more than the decode limit ([`ServiceError::TooLarge`]). Decoding runs
+    /// on a blocking thread.
+    pub async fn check_object(
+        &self,
+        uid: &UserId,
+        path: &str,
+        name: &ObjectName,
+        size: u64,
+    ) -> Result<ObjectCheck, ServiceError> {
+        if name.kind() == ObjectKind::Pack {
+            let sealing = self.pack_sealing(uid).await?;
+            let pack = self.read_pack_stored(uid, path, sealing).await?;
+            return tokio::task::spawn_blocking(move || {
+                let mut pcm_bytes = 0;
+                for i in 0..pack.len() {
+                    pcm_bytes += pack.decode(i)?.len() as u64;
+                }
+                Ok(ObjectCheck {
+                    chunks: pack.len(),
+                    pcm_bytes,
+                    sealed: pack.sealed(),
+                })
+            })
+            .await
+            .map_err(|error| decoding_task(path, &error))?;
+        }
+        self.check_omi_size(path, name.kind(), size)?;
+        let bytes = self.inner.store.read(path).await?;
+        if bytes.is_empty() {
+            return Err(ServiceError::Decode {
+                path: path.to_owned(),
+                reason: "empty object: holds no audio".to_owned(),
+            });
+        }
+        let key = self.omi_key(uid)?;
+        let limit = self.inner.config.max_decoded_chunk as u64;
+        let kind = name.kind();
+        let owned_path = path.to_owned();
+        let pieces = tokio::task::spawn_blocking(move || {
+            decode_omi_object(&owned_path, kind, bytes, key.as_ref(), limit)
+        })
+        .await
+        .map_err(|error| decoding_task(path, &error))??;
+        Ok(ObjectCheck {
+            chunks: pieces.len(),
+            pcm_bytes: pieces.iter().map(|p| p.len() as u64).sum(),
+            sealed: kind.is_encrypted(),
+        })
+    }
+}
+
+fn decoding_task(path: &str, error: &tokio::task::JoinError) -> ServiceError {
+    ServiceError::Decode {
+        path: path.to_owned(),
+        reason: format!("the decoding task failed: {error}"),
+    }
+}

@@ -1,0 +1,432 @@
+//! Hostile objects through the service, on the filesystem backend: decompression bombs and
+//! oversized claims are refused before anything is decoded, plaintext packs are refused where
+//! sealing is required, and a rewrite copies chunks without decoding them. Every hostile object
+//! is built here, with the format crate's own encoder or by hand.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::sync::Arc;
+
+use chunk_crypto::{KeyId, Keyring, MasterSecret};
+use chunk_format::pack::{Codec, PackConfig, PackEncoder, PackIndex};
+use chunk_format::{ObjectName, Timestamp};
+use chunk_service::{
+    Chunk, ChunkService, CompactionOptions, DownloadOptions, DownloadRequest, EncryptionPolicy,
+    InMemoryLevels, ProtectionLevel, ServiceConfig, ServiceError,
+};
+use chunk_store::{ConversationId, PutMode, Store, UserId, layout};
+
+const T0: u64 = 1_786_961_845_000;
+const MIB: usize = 1 << 20;
+
+fn ts(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    uid: UserId,
+    conv: ConversationId,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::from_uri(&format!("fs://{}", dir.path().display())).unwrap();
+        Fixture {
+            _dir: dir,
+            store,
+            uid: UserId::new("u").unwrap(),
+            conv: ConversationId::new("c").unwrap(),
+        }
+    }
+
+    /// A service at `level` for every user, with a key ring, and `config` tweaks.
+    fn service(
+        &self,
+        level: ProtectionLevel,
+        tweak: impl FnOnce(&mut ServiceConfig),
+    ) -> ChunkService {
+        let mut config = ServiceConfig::default();
+        tweak(&mut config);
+        let secret = MasterSecret::new(b"omi_".repeat(16)).unwrap();
+        ChunkService::new(
+            self.store.clone(),
+            Some(Keyring::single(KeyId::new(1), secret)),
+            Arc::new(InMemoryLevels::new(level)),
+            config,
+        )
+        .unwrap()
+    }
+
+    fn path(&self, name: &str) -> String {
+        layout::chunk_path(&self.uid, &self.conv, &name.parse::<ObjectName>().unwrap())
+    }
+
+    /// Stores a plaintext pack of `codec` made without any key, named as its index says.
+    async fn put_plain_pack(&self, codec: Codec, chunks: &[(u64, Vec<u8>)]) -> String {
+        let mut enc = PackEncoder::new(PackConfig::new(codec, 16_000, 1), None).unwrap();
+        let mut object = Vec::new();
+        for (start, pcm) in chunks {
+            object.extend(enc.push_chunk(ts(*start), pcm).unwrap());
+        }
+        object.extend(enc.finish().unwrap());
+        let name = PackIndex::from_object(&object, None)
+            .unwrap()
+            .object_name()
+            .unwrap();
+        let path = layout::chunk_path(&self.uid, &self.conv, &name);
+        self.store
+            .put(&path, object, PutMode::CreateOnly)
+            .await
+            .unwrap();
+        path
+    }
+
+    async fn range(
+        &self,
+        service: &ChunkService,
+        from: u64,
+        to: u64,
+        options: DownloadOptions,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let request = DownloadRequest::Range {
+            from: ts(from),
+            to: ts(to),
+        };
+        service
+            .download(&self.uid, &self.conv, &request, options)
+            .await?
+            .collect_vec()
+            .await
+    }
+}
+
+fn speech(len: usize, seed: u32) -> Vec<u8> {
+    (0..len / 2)
+        .flat_map(|i| (((i as f32 * 0.05 + seed as f32).sin() * 8000.0) as i16).to_le_bytes())
+        .collect()
+}
+
+fn is_too_large(error: &ServiceError, path: &str) -> bool {
+    matches!(error, ServiceError::TooLarge { path: p, .. } if p == path)
+}
+
+fn is_unsealed(error: &ServiceError, path: &str) -> bool {
+    matches!(error, ServiceError::Unsealed { path: p } if p == path)
+}
+
+/// A zstd pack whose chunks are each a few hundred bytes stored and 17 MiB of zeros decoded:
+/// every read path refuses it from the index's claims, before decoding a byte.
+#[tokio::test]
+async fn a_decompression_bomb_is_refused_before_decoding() {
+    let fx = Fixture::new();
+    let chunk_ms = 17 * MIB as u64 / 32; // 17 MiB of 16 kHz mono, in ms
+    let bombs: Vec<(u64, Vec<u8>)> = (0..3)
+        .map(|i| (T0 + i * chunk_ms, vec![0u8; 17 * MIB]))
+        .collect();
+    let path = fx.put_plain_pack(Codec::ZstdPcm16Le, &bombs).await;
+    let stored = fx.store.stat(&path).await.unwrap().unwrap();
+    assert!(stored < 64 * 1024, "the bomb is small: {stored} bytes");
+    let service = fx.service(ProtectionLevel::Standard, |_| {});
+    let name: ObjectName = path.rsplit('/').next().unwrap().parse().unwrap();
+
+    let error = fx
+        .range(&service, T0, T0 + 1_000, DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(is_too_large(&error, &path), "{error}");
+    assert!(error.to_string().contains("chunk 0"), "{error}");
+    // Skipped with skip_bad: then there is nothing else to serve.
+    let options = DownloadOptions {
+        skip_bad: true,
+        ..DownloadOptions::default()
+    };
+    let error = fx
+        .range(&service, T0, T0 + 1_000, options)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ServiceError::NoAudio { .. }), "{error}");
+
+    let error = service
+        .check_object(&fx.uid, &path, &name, stored)
+        .await
+        .unwrap_err();
+    assert!(is_too_large(&error, &path), "{error}");
+    let error = service
+        .delete(&fx.uid, &fx.conv, &[ts(T0)])
+        .await
+        .unwrap_err();
+    assert!(is_too_large(&error, &path), "{error}");
+    assert!(
+        fx.store.stat(&path).await.unwrap().is_some(),
+        "left in place"
+    );
+
+    // A larger limit, set by the deployment, lets the same audio through.
+    let roomy = fx.service(ProtectionLevel::Standard, |c| {
+        c.max_decoded_chunk = 32 * MIB
+    });
+    let pcm = fx
+        .range(&roomy, T0, T0 + 1_000, DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(pcm.len(), 32_000);
+}
+
+/// An Omi `.opus` object of 30,000 empty packets (60 KB) would decode to 19 MB: refused from
+/// its header. With a declared PCM length, only that much is decoded.
+#[tokio::test]
+async fn an_opus_object_of_empty_packets_is_bounded_by_its_claims() {
+    let fx = Fixture::new();
+    let service = fx.service(ProtectionLevel::Standard, |_| {});
+    let container = |packets: u32, original: u32| {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&packets.to_le_bytes());
+        bytes.extend_from_slice(&original.to_le_bytes());
+        bytes.extend(std::iter::repeat_n([0u8, 0u8], packets as usize).flatten());
+        bytes
+    };
+    let bomb = fx.path(&format!("{}.000.opus", T0 / 1000));
+    fx.store
+        .put(&bomb, container(30_000, 0), PutMode::CreateOnly)
+        .await
+        .unwrap();
+    let error = fx
+        .range(&service, T0, T0 + 5_000, DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(is_too_large(&error, &bomb), "{error}");
+    assert!(error.to_string().contains("30000 packets"), "{error}");
+    let name: ObjectName = bomb.rsplit('/').next().unwrap().parse().unwrap();
+    let error = service
+        .check_object(&fx.uid, &bomb, &name, 60_008)
+        .await
+        .unwrap_err();
+    assert!(is_too_large(&error, &bomb), "{error}");
+}
+
+/// Omi objects whose stored size is above the limit are refused before they are read.
+#[tokio::test]
+async fn an_oversized_omi_object_is_refused_unread() {
+    let fx = Fixture::new();
+    let service = fx.service(ProtectionLevel::Standard, |c| c.max_decoded_chunk = MIB);
+    let big = fx.path(&format!("{}.000.bin", T0 / 1000));
+    fx.store
+        .put(&big, vec![1u8; 2 * MIB], PutMode::CreateOnly)
+        .await
+        .unwrap();
+    let error = fx
+        .range(&service, T0, T0 + 5_000, DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(is_too_large(&error, &big), "{error}");
+    let before = service.store().op_counts();
+    let name: ObjectName = big.rsplit('/').next().unwrap().parse().unwrap();
+    assert!(
+        service
+            .check_object(&fx.uid, &big, &name, 2 * MIB as u64)
+            .await
+            .is_err()
+    );
+    assert_eq!(service.store().op_counts().read, before.read, "never read");
+    // Uploads obey the same limit.
+    let error = service
+        .upload_batch(
+            &fx.uid,
+            &fx.conv,
+            vec![Chunk::new(ts(T0 + 100_000), vec![0u8; 2 * MIB])],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ServiceError::TooLarge { .. }), "{error}");
+}
+
+/// A delete inside a pack copies the kept chunks' stored frames as they are: no decode of the
+/// whole pack, no second compression.
+#[tokio::test]
+async fn a_rewrite_copies_stored_frames() {
+    let fx = Fixture::new();
+    let chunks: Vec<(u64, Vec<u8>)> = (0..4)
+        .map(|i| (T0 + i * 5_000, speech(160_000, i as u32)))
+        .collect();
+    let path = fx.put_plain_pack(Codec::ZstdPcm16Le, &chunks).await;
+    let service = fx.service(ProtectionLevel::Standard, |c| c.pack.zstd_level = 1);
+    let before = fx.store.read(&path).await.unwrap();
+    let report = service
+        .delete(&fx.uid, &fx.conv, &[ts(T0 + 5_000)])
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, vec![path.clone()]);
+    let [written] = &report.written[..] else {
+        panic!("one pack written: {report:?}");
+    };
+    let after = fx.store.read(written).await.unwrap();
+    let (old, new) = (
+        PackIndex::from_object(&before, None).unwrap(),
+        PackIndex::from_object(&after, None).unwrap(),
+    );
+    assert_eq!(new.len(), 3);
+    for (new_i, old_i) in [(0, 0), (1, 2), (2, 3)] {
+        assert_eq!(
+            new.frame_bytes(new_i, &after).unwrap(),
+            old.frame_bytes(old_i, &before).unwrap(),
+            "chunk {old_i} copied byte for byte (the service's zstd level differs)"
+        );
+        assert_eq!(new.entries()[new_i].crc32c, old.entries()[old_i].crc32c);
+    }
+    let pcm = fx
+        .range(&service, T0, T0 + 20_000, DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(&pcm[..160_000], &chunks[0].1[..]);
+    assert_eq!(&pcm[160_000..320_000], &vec![0u8; 160_000][..]);
+    assert_eq!(
+        &pcm[320_000..],
+        &[&chunks[2].1[..], &chunks[3].1[..]].concat()[..]
+    );
+}
+
+/// A plaintext pack made without any key, dropped at an `enhanced` user's path, is refused by
+/// every path that would use it: download, check (verify), delete, compaction, and the
+/// identical-retry check of an upload.
+#[tokio::test]
+async fn a_keyless_plaintext_pack_is_refused_for_an_enhanced_user() {
+    let fx = Fixture::new();
+    let chunks: Vec<(u64, Vec<u8>)> = vec![(T0, speech(160_000, 1))];
+    let forged = fx.put_plain_pack(Codec::ZstdPcm16Le, &chunks).await;
+    let service = fx.service(ProtectionLevel::Enhanced, |_| {});
+    let name: ObjectName = forged.rsplit('/').next().unwrap().parse().unwrap();
+
+    let error = fx
+        .range(&service, T0, T0 + 5_000, DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(is_unsealed(&error, &forged), "{error}");
+    assert!(error.to_string().starts_with(&forged), "{error}");
+    let error = service
+        .check_object(&fx.uid, &forged, &name, 1)
+        .await
+        .unwrap_err();
+    assert!(is_unsealed(&error, &forged), "{error}");
+    let error = service
+        .delete(&fx.uid, &fx.conv, &[ts(T0)])
+        .await
+        .unwrap_err();
+    assert!(is_unsealed(&error, &forged), "{error}");
+    // The upload this pack pretends to be: the retry finds it and refuses it.
+    let upload = vec![Chunk::new(ts(T0), chunks[0].1.clone())];
+    let error = service
+        .upload_batch(&fx.uid, &fx.conv, upload, None)
+        .await
+        .unwrap_err();
+    assert!(is_unsealed(&error, &forged), "{error}");
+    // Compaction with a genuine sealed pack next to it.
+    service
+        .upload_batch(
+            &fx.uid,
+            &fx.conv,
+            vec![Chunk::new(ts(T0 + 5_000), speech(160_000, 2))],
+            None,
+        )
+        .await
+        .unwrap();
+    let error = service
+        .plan_compaction(&fx.uid, &fx.conv, &CompactionOptions::default())
+        .await
+        .unwrap_err();
+    assert!(is_unsealed(&error, &forged), "{error}");
+    assert!(fx.store.stat(&forged).await.unwrap().is_some());
+
+    // A standard user's plaintext pack is fine, unless the deployment requires sealing.
+    let standard = fx.service(ProtectionLevel::Standard, |_| {});
+    assert_eq!(
+        fx.range(&standard, T0, T0 + 5_000, DownloadOptions::default())
+            .await
+            .unwrap(),
+        chunks[0].1
+    );
+    let strict = fx.service(ProtectionLevel::Standard, |c| c.require_sealed = true);
+    let error = fx
+        .range(&strict, T0, T0 + 5_000, DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(is_unsealed(&error, &forged), "{error}");
+}
+
+/// Compaction never puts a plaintext pack into sealed output, whatever the user's level: a
+/// standard user's plaintext pack next to their sealed packs (written while they were
+/// enhanced) is left as it is, and downloads do not change.
+#[tokio::test]
+async fn compaction_never_seals_a_plaintext_pack() {
+    let fx = Fixture::new();
+    let enhanced = fx.service(ProtectionLevel::Enhanced, |_| {});
+    for i in 0..2 {
+        enhanced
+            .upload_batch(
+                &fx.uid,
+                &fx.conv,
+                vec![Chunk::new(ts(T0 + i * 5_000), speech(160_000, i as u32))],
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let plain = fx
+        .put_plain_pack(Codec::ZstdPcm16Le, &[(T0 + 10_000, speech(160_000, 9))])
+        .await;
+    let standard = fx.service(ProtectionLevel::Standard, |_| {});
+    let before = fx
+        .range(&standard, T0, T0 + 15_000, DownloadOptions::default())
+        .await
+        .unwrap();
+    let plan = standard
+        .plan_compaction(&fx.uid, &fx.conv, &CompactionOptions::default())
+        .await
+        .unwrap();
+    let [group] = &plan.groups[..] else {
+        panic!("one group: {plan:?}");
+    };
+    assert_eq!(group.sources.len(), 2);
+    assert!(group.sources.iter().all(|s| s.path != plain), "{plan:?}");
+    let report = standard.compact(&plan).await.unwrap();
+    assert_eq!(report.written.len(), 1);
+    assert!(fx.store.stat(&plain).await.unwrap().is_some());
+    let after = fx
+        .range(&standard, T0, T0 + 15_000, DownloadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+/// A pack whose index covers more than its name says is refused by the whole-pack reads too
+/// (compaction, rewrite), not only by downloads.
+#[tokio::test]
+async fn whole_pack_reads_check_the_name() {
+    let fx = Fixture::new();
+    let chunks: Vec<(u64, Vec<u8>)> = (0..2)
+        .map(|i| (T0 + i * 5_000, speech(160_000, i as u32)))
+        .collect();
+    let real = fx.put_plain_pack(Codec::ZstdPcm16Le, &chunks).await;
+    let object = fx.store.read(&real).await.unwrap();
+    fx.store.delete_many([real.clone()]).await.unwrap();
+    // The same bytes under a name 5 s long: its index says 10 s.
+    let short = fx.path(&format!("{}.000-{}.000.pack", T0 / 1000, T0 / 1000 + 5));
+    fx.store
+        .put(&short, object, PutMode::CreateOnly)
+        .await
+        .unwrap();
+    let service = fx.service(ProtectionLevel::Standard, |c| {
+        c.encryption = EncryptionPolicy::Required;
+    });
+    let error = service
+        .delete(&fx.uid, &fx.conv, &[ts(T0)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ServiceError::Decode { path, reason } if path == &short && reason.contains("its name says")),
+        "{error}"
+    );
+}
