@@ -1,6 +1,6 @@
 //! Omi Opus decoding (chunk-service's `codec::opus`): any bytes either decode or fail with a
 //! typed error — never a panic — and a decode never yields more than 640 bytes (one 320-sample
-//! frame) per packet. Fuzzes the pure-Rust decoder that default builds use, and libopus too when
+//! frame) per packet, nor more than the container's claim (`decoded_pcm_len`). Fuzzes the pure-Rust decoder that default builds use, and libopus too when
 //! this crate is built with its `libopus` feature (`cargo fuzz run --features libopus ...`).
 #![no_main]
 
@@ -20,6 +20,14 @@ fuzz_target!(|data: &[u8]| {
                 "{backend}: {} bytes from {} packets",
                 pcm.len(),
                 container.packet_count()
+            );
+            // What the container claims (packets × 20 ms, cut to its declared PCM length) is
+            // what readers check against their budget before decoding: never exceeded.
+            assert!(
+                pcm.len() as u64 <= container.decoded_pcm_len(),
+                "{backend}: {} bytes, {} claimed",
+                pcm.len(),
+                container.decoded_pcm_len()
             );
         }
     }

@@ -1,5 +1,6 @@
 //! Pack container reader: tails and frames of random bytes never panic, never over-allocate
-//! (libFuzzer's malloc limit catches that), and whatever parses is consistent.
+//! (libFuzzer's malloc limit catches that), and whatever parses is consistent. No frame decodes
+//! to more than its entry claims, and no entry claims more than `MAX_CHUNK_BYTES`.
 //!
 //! The first byte selects the mode:
 //! - even: the rest is an object. It is read whole (`PackIndex::from_object`) and as a tail of
@@ -13,8 +14,8 @@
 
 use chunk_format::Timestamp;
 use chunk_format::pack::{
-    Codec, PackConfig, PackEncoder, PackError, PackIndex, PackTail, SealError, SealInfo,
-    SegmentOpener, SegmentSealer, TRAILER_LEN,
+    Codec, MAX_CHUNK_BYTES, PackConfig, PackEncoder, PackError, PackIndex, PackTail, SealError,
+    SealInfo, SegmentOpener, SegmentSealer, TRAILER_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -126,6 +127,10 @@ fn check_index(
             let frame = index
                 .frame_bytes(i, object)
                 .expect("frames lie inside the object");
+            // Decoded size: never more than the entry claims, and no claim above the
+            // format's per-chunk limit (what readers check against their own budgets before
+            // decoding), whatever the frame's compression ratio.
+            assert!(entry.plain_len <= MAX_CHUNK_BYTES, "chunk {i} claims {}", entry.plain_len);
             if let Ok(pcm) = index.decode_frame(i, frame, opener) {
                 assert_eq!(pcm.len(), entry.plain_len as usize);
             }

@@ -244,6 +244,92 @@ async fn key_rotation_reseals_packs_under_the_active_key() {
     );
 }
 
+/// A compaction killed between writing its pack and deleting the sources (here: every delete
+/// fails, as if the process died there) leaves two packs at one start, each long enough to be
+/// left alone. The next compaction recognises them and finishes the job: one pack, the same
+/// downloads.
+#[tokio::test]
+async fn a_compaction_killed_before_its_deletes_is_finished_by_the_next() {
+    use chunk_store::RetryOptions;
+    use chunk_store::layers::{
+        FaultKind, FaultLayer, FaultOp, FaultPlan, FaultRule, FaultSchedule,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("fs://{}", dir.path().display());
+    let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Enhanced));
+    let service_with = |keyring: Keyring, fault: Option<FaultLayer>| {
+        let mut builder = Store::builder_from_uri(&uri).unwrap();
+        builder.options_mut().retry = RetryOptions::none();
+        if let Some(fault) = fault {
+            builder = builder.fault_layer(fault);
+        }
+        ChunkService::new(
+            builder.build(),
+            Some(keyring),
+            levels.clone(),
+            ServiceConfig::default(),
+        )
+        .unwrap()
+    };
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let chunks: Vec<Chunk> = (0..120u64)
+        .map(|i| Chunk::new(ts(2_200_000 + i * 5_000), vec![(i % 251) as u8; 160_000]))
+        .collect();
+    let old = service_with(rotation_keyring(&[1], 1), None);
+    old.upload_batch(&uid, &conv, chunks, None).await.unwrap();
+    let ranges = ranges(&old, &uid, &conv).await;
+    let before = snapshot_ranges(&old, &uid, &conv, &ranges).await;
+
+    // Re-sealing the 10-minute pack under key 2 writes 2200.000-2800.001.pack next to it; the
+    // delete of the old one never happens.
+    let deletes_fail = FaultLayer::new(FaultPlan::new().rule(FaultRule::new(
+        FaultOp::Delete,
+        FaultKind::Permanent,
+        FaultSchedule::Always,
+    )));
+    let killed = service_with(rotation_keyring(&[1, 2], 2), Some(deletes_fail));
+    let reseal = CompactionOptions {
+        rotation: KeyRotation::ResealToActive,
+        ..CompactionOptions::default()
+    };
+    let plan = killed.plan_compaction(&uid, &conv, &reseal).await.unwrap();
+    assert!(killed.compact(&plan).await.is_err());
+    let rotated = service_with(rotation_keyring(&[1, 2], 2), None);
+    let names = |listing: chunk_service::ConversationListing| -> Vec<String> {
+        listing.chunks.iter().map(|e| e.name.to_string()).collect()
+    };
+    assert_eq!(
+        names(rotated.list(&uid, &conv).await.unwrap()),
+        ["2200.000-2800.000.pack", "2200.000-2800.001.pack"]
+    );
+    assert_same(
+        &before,
+        &snapshot_ranges(&rotated, &uid, &conv, &ranges).await,
+    );
+
+    // A plain compaction (no rotation asked) finishes it.
+    let plan = rotated
+        .plan_compaction(&uid, &conv, &CompactionOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(plan.groups.len(), 1, "{plan:?}");
+    let report = rotated.compact(&plan).await.unwrap();
+    assert_eq!(report.deleted.len(), 2);
+    assert_eq!(
+        names(rotated.list(&uid, &conv).await.unwrap()),
+        ["2200.000-2800.002.pack"]
+    );
+    assert_same(
+        &before,
+        &snapshot_ranges(&rotated, &uid, &conv, &ranges).await,
+    );
+    let again = rotated
+        .plan_compaction(&uid, &conv, &CompactionOptions::default())
+        .await
+        .unwrap();
+    assert!(again.groups.is_empty(), "{again:?}");
+}
+
 #[derive(Debug, Clone)]
 struct Piece {
     gap_ms: u64,

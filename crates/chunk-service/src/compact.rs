@@ -141,8 +141,9 @@ fn end_bound_ms(entry: &ListEntry) -> u64 {
 
 impl ChunkService {
     /// Plans the compaction of one conversation: groups of adjacent objects (Omi objects,
-    /// packs shorter than the target, and with [`KeyRotation::ResealToActive`] packs under an
-    /// old key) that each become one pack of at most `target_duration`. Groups of one object are
+    /// packs shorter than the target, packs sharing their start with another object — what a
+    /// killed compaction leaves — and with [`KeyRotation::ResealToActive`] packs under an
+    /// old key) that each become one pack of about `target_duration`. Groups of one object are
     /// left alone unless the object is a pack to re-seal. Makes no change.
     pub async fn plan_compaction(
         &self,
@@ -153,13 +154,28 @@ impl ChunkService {
         let listing = self.list(uid, conversation).await?;
         let target_ms = options.target_duration.as_millis() as u64;
         let active = self.inner.keyring.as_ref().map(|k| k.active_id().get());
+        // Objects per start: a long pack that shares its start with another object is the
+        // leftover of a compaction or rewrite killed between writing its output (same START)
+        // and deleting its sources; it is merged with them, not left alone, so the next
+        // compaction finishes the job.
+        let mut per_start: std::collections::HashMap<u64, usize> = Default::default();
+        for entry in &listing.chunks {
+            *per_start.entry(entry.start.as_millis()).or_default() += 1;
+        }
+        let shares_start = |entry: &ListEntry| {
+            per_start
+                .get(&entry.start.as_millis())
+                .is_some_and(|&n| n > 1)
+        };
         // The key id of every pack that may be merged or re-sealed (`None`: plaintext), from
         // one tail read each.
         let mut seals: std::collections::HashMap<String, Option<u32>> = Default::default();
         for entry in &listing.chunks {
             let is_pack = entry.kind == ObjectKind::Pack;
             let long = is_pack && end_bound_ms(entry) - entry.start.as_millis() >= target_ms;
-            if is_pack && (!long || options.rotation == KeyRotation::ResealToActive) {
+            if is_pack
+                && (!long || shares_start(entry) || options.rotation == KeyRotation::ResealToActive)
+            {
                 seals.insert(entry.path.clone(), self.pack_key_id(uid, entry).await?);
             }
         }
@@ -202,7 +218,7 @@ impl ChunkService {
                     .copied()
                     .flatten()
                     .is_some_and(|id| Some(id) != active);
-            if (long && !reseal) || (any_sealed && is_plaintext(&entry)) {
+            if (long && !reseal && !shares_start(&entry)) || (any_sealed && is_plaintext(&entry)) {
                 alone_starts.insert(entry.start.as_millis());
                 flush(&mut current, &mut current_reseal, &mut groups);
                 continue;
