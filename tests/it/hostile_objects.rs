@@ -109,6 +109,11 @@ fn speech(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// The parsed name of the object at `path`.
+fn name_of(path: &str) -> ObjectName {
+    path.rsplit('/').next().unwrap().parse().unwrap()
+}
+
 fn is_too_large(error: &ServiceError, path: &str) -> bool {
     matches!(error, ServiceError::TooLarge { path: p, .. } if p == path)
 }
@@ -130,7 +135,7 @@ async fn a_decompression_bomb_is_refused_before_decoding() {
     let stored = fx.store.stat(&path).await.unwrap().unwrap();
     assert!(stored < 64 * 1024, "the bomb is small: {stored} bytes");
     let service = fx.service(ProtectionLevel::Standard, |_| {});
-    let name: ObjectName = path.rsplit('/').next().unwrap().parse().unwrap();
+    let name = name_of(&path);
 
     let error = fx
         .range(&service, T0, T0 + 1_000, DownloadOptions::default())
@@ -199,7 +204,7 @@ async fn an_opus_object_of_empty_packets_is_bounded_by_its_claims() {
         .unwrap_err();
     assert!(is_too_large(&error, &bomb), "{error}");
     assert!(error.to_string().contains("30000 packets"), "{error}");
-    let name: ObjectName = bomb.rsplit('/').next().unwrap().parse().unwrap();
+    let name = name_of(&bomb);
     let error = service
         .check_object(&fx.uid, &bomb, &name, 60_008)
         .await
@@ -223,7 +228,7 @@ async fn an_oversized_omi_object_is_refused_unread() {
         .unwrap_err();
     assert!(is_too_large(&error, &big), "{error}");
     let before = service.store().op_counts();
-    let name: ObjectName = big.rsplit('/').next().unwrap().parse().unwrap();
+    let name = name_of(&big);
     assert!(
         service
             .check_object(&fx.uid, &big, &name, 2 * MIB as u64)
@@ -298,7 +303,7 @@ async fn a_keyless_plaintext_pack_is_refused_for_an_enhanced_user() {
     let chunks: Vec<(u64, Vec<u8>)> = vec![(T0, speech(160_000, 1))];
     let forged = fx.put_plain_pack(Codec::ZstdPcm16Le, &chunks).await;
     let service = fx.service(ProtectionLevel::Enhanced, |_| {});
-    let name: ObjectName = forged.rsplit('/').next().unwrap().parse().unwrap();
+    let name = name_of(&forged);
 
     let error = fx
         .range(&service, T0, T0 + 5_000, DownloadOptions::default())

@@ -680,12 +680,7 @@ fn sealed_packs_need_the_secret() {
 fn require_sealed_refuses_plaintext_packs() {
     let sandbox = Sandbox::new();
     let pcm = ingested(&sandbox, "pp", &[], None);
-    let export = [
-        "export",
-        "--uid",
-        "u1",
-        "--conversation",
-        "pp",
+    let range = [
         "--from",
         T0,
         "--to",
@@ -695,10 +690,10 @@ fn require_sealed_refuses_plaintext_packs() {
         "-o",
         "-",
     ];
-    assert_eq!(sandbox.run(&export).stdout, pcm);
+    assert_eq!(sandbox.export("pp", &range).stdout, pcm);
     success(sandbox.run(&["verify"]), &["verify"]);
     // Where every user's audio must be sealed, the same plaintext packs are refused by name.
-    let out = sandbox.run(&[&["--require-sealed"][..], &export[..]].concat());
+    let out = sandbox.export("pp", &[&range[..], &["--require-sealed"]].concat());
     failure(out, "plaintext pack where sealing is required");
     let out = sandbox.run(&["--require-sealed", "verify"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
