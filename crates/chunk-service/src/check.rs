@@ -5,7 +5,7 @@
 use chunk_format::{ObjectKind, ObjectName};
 use chunk_store::UserId;
 
-use crate::decode::decode_omi_object;
+use crate::decode::{decode_omi_object, on_blocking};
 use crate::{ChunkService, ServiceError};
 
 /// What [`ChunkService::check_object`] found in a good object.
@@ -37,7 +37,7 @@ impl ChunkService {
         if name.kind() == ObjectKind::Pack {
             let sealing = self.pack_sealing(uid).await?;
             let pack = self.read_pack_stored(uid, path, sealing).await?;
-            return tokio::task::spawn_blocking(move || {
+            return on_blocking(path, move || {
                 let mut pcm_bytes = 0;
                 for i in 0..pack.len() {
                     pcm_bytes += pack.decode(i)?.len() as u64;
@@ -48,8 +48,7 @@ impl ChunkService {
                     sealed: pack.sealed(),
                 })
             })
-            .await
-            .map_err(|error| decoding_task(path, &error))?;
+            .await;
         }
         self.check_omi_size(path, name.kind(), size)?;
         let bytes = self.inner.store.read(path).await?;
@@ -63,22 +62,14 @@ impl ChunkService {
         let limit = self.inner.config.max_decoded_chunk as u64;
         let kind = name.kind();
         let owned_path = path.to_owned();
-        let pieces = tokio::task::spawn_blocking(move || {
+        let pieces = on_blocking(path, move || {
             decode_omi_object(&owned_path, kind, bytes, key.as_ref(), limit)
         })
-        .await
-        .map_err(|error| decoding_task(path, &error))??;
+        .await?;
         Ok(ObjectCheck {
             chunks: pieces.len(),
             pcm_bytes: pieces.iter().map(|p| p.len() as u64).sum(),
             sealed: kind.is_encrypted(),
         })
-    }
-}
-
-fn decoding_task(path: &str, error: &tokio::task::JoinError) -> ServiceError {
-    ServiceError::Decode {
-        path: path.to_owned(),
-        reason: format!("the decoding task failed: {error}"),
     }
 }

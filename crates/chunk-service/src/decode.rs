@@ -8,6 +8,21 @@ use crate::ServiceError;
 use crate::policy::claim_within;
 use chunk_format::omi_opus::OpusContainer;
 
+/// Runs `decode` (CPU-bound: decompressing, opening, Opus) on tokio's blocking pool, so the
+/// task consuming a download or a check never decodes itself and several objects decode on
+/// several cores at once; a panicked or cancelled task is a decode error of `path`.
+pub(crate) async fn on_blocking<T: Send + 'static>(
+    path: &str,
+    decode: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|error| ServiceError::Decode {
+            path: path.to_owned(),
+            reason: format!("the decoding task failed: {error}"),
+        })?
+}
+
 /// Drops a trailing odd byte so the piece holds whole PCM16 samples.
 ///
 /// Applied per chunk wherever chunk boundaries are known (each frame of a `.batch.enc`, each
