@@ -244,6 +244,81 @@ async fn key_rotation_reseals_packs_under_the_active_key() {
     );
 }
 
+/// A retired key opens packs only for compaction to re-seal them: downloads refuse them, naming
+/// the pack; after the re-seal everything reads, and an old pack put back into the bucket is
+/// refused instead of served.
+#[tokio::test]
+async fn a_retired_key_opens_packs_only_to_reseal_them() {
+    let store = Store::from_uri("memory://").unwrap();
+    let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Enhanced));
+    let service_with = |keyring: Keyring| {
+        ChunkService::new(
+            store.clone(),
+            Some(keyring),
+            levels.clone(),
+            ServiceConfig::default(),
+        )
+        .unwrap()
+    };
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let chunks: Vec<Chunk> = (0..24u64)
+        .map(|i| Chunk::new(ts(1_000_000 + i * 5_000), vec![(i % 251) as u8; 160_000]))
+        .collect();
+    let old = service_with(rotation_keyring(&[1], 1));
+    let mut paths = Vec::new();
+    for batch in chunks.chunks(12) {
+        paths.extend(
+            old.upload_batch(&uid, &conv, batch.to_vec(), None)
+                .await
+                .unwrap()
+                .paths,
+        );
+    }
+    let old_bytes = store.read(&paths[0]).await.unwrap();
+    let ranges = ranges(&old, &uid, &conv).await;
+    let before = snapshot_ranges(&old, &uid, &conv, &ranges).await;
+
+    let mut keyring = rotation_keyring(&[1, 2], 2);
+    keyring.set_omi_key(KeyId::new(2)).unwrap();
+    keyring.retire(KeyId::new(1)).unwrap();
+    let retired = service_with(keyring);
+    let request = DownloadRequest::Range {
+        from: ts(1_000_000),
+        to: ts(1_120_000),
+    };
+    let refused = |error: &ServiceError, path: &str| matches!(error, ServiceError::Crypto { path: p, source: chunk_crypto::CryptoError::KeyRetired { .. } } if p == path);
+    let error = retired
+        .download(&uid, &conv, &request, DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(refused(&error, &paths[0]), "{error}");
+
+    let options = CompactionOptions {
+        rotation: KeyRotation::ResealToActive,
+        ..CompactionOptions::default()
+    };
+    let plan = retired
+        .plan_compaction(&uid, &conv, &options)
+        .await
+        .unwrap();
+    retired.compact(&plan).await.unwrap();
+    assert_same(
+        &before,
+        &snapshot_ranges(&retired, &uid, &conv, &ranges).await,
+    );
+
+    // Put back: the old pack, authentic under the retired key, is not served.
+    store
+        .put(&paths[0], old_bytes, chunk_store::PutMode::CreateOnly)
+        .await
+        .unwrap();
+    let error = retired
+        .download(&uid, &conv, &request, DownloadOptions::default())
+        .await
+        .unwrap_err();
+    assert!(refused(&error, &paths[0]), "{error}");
+}
+
 /// A compaction killed between writing its pack and deleting the sources (here: every delete
 /// fails, as if the process died there) leaves two packs at one start, each long enough to be
 /// left alone. The next compaction recognises them and finishes the job: one pack, the same

@@ -48,6 +48,15 @@ pub enum CryptoError {
         /// The id.
         id: KeyId,
     },
+    /// The key id is retired: it opens data only to re-seal it under the active key, never to
+    /// serve it ([`crate::Keyring::retire`]).
+    #[error(
+        "key id {id} is retired: it opens data only to re-seal it under the active key (compaction)"
+    )]
+    KeyRetired {
+        /// The id.
+        id: KeyId,
+    },
     /// A key id string is not `k` followed by a decimal `u32`.
     #[error("invalid key id {text:?}: expected `k` followed by a number, e.g. `k1`")]
     BadKeyId {

@@ -1,6 +1,6 @@
 //! Key ids and the key ring: several master secrets, one active for writing, all for reading.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -84,6 +84,8 @@ pub struct Keyring {
     active: KeyId,
     /// Always present in `secrets`.
     omi: KeyId,
+    /// Ids that open packs only to re-seal them ([`Keyring::retire`]).
+    retired: BTreeSet<KeyId>,
 }
 
 impl Keyring {
@@ -94,6 +96,7 @@ impl Keyring {
             secrets: BTreeMap::from([(id, secret)]),
             active: id,
             omi: id,
+            retired: BTreeSet::new(),
         }
     }
 
@@ -108,9 +111,12 @@ impl Keyring {
     }
 
     /// Makes `id` the secret new data (packs) is sealed under. The Omi key id does not move
-    /// ([`Keyring::set_omi_key`] moves it).
+    /// ([`Keyring::set_omi_key`] moves it). A retired id is refused ([`CryptoError::KeyRetired`]).
     pub fn set_active(&mut self, id: KeyId) -> Result<()> {
         self.require(id)?;
+        if self.retired.contains(&id) {
+            return Err(CryptoError::KeyRetired { id });
+        }
         self.active = id;
         Ok(())
     }
@@ -120,8 +126,31 @@ impl Keyring {
     /// otherwise, and nothing changes).
     pub fn set_omi_key(&mut self, id: KeyId) -> Result<()> {
         self.require(id)?;
+        if self.retired.contains(&id) {
+            return Err(CryptoError::KeyRetired { id });
+        }
         self.omi = id;
         Ok(())
+    }
+
+    /// Retires `id`: packs sealed under it still open for re-sealing
+    /// ([`Keyring::pack_opener_to_reseal`], what compaction uses) but no longer for reading
+    /// ([`Keyring::pack_opener`] fails with [`CryptoError::KeyRetired`]). The step between
+    /// rotating to a new key and removing the old one: once everything was re-sealed, an old
+    /// pack put back into the bucket is not served. Refuses the active id and the Omi id
+    /// ([`CryptoError::KeyInUse`]).
+    pub fn retire(&mut self, id: KeyId) -> Result<()> {
+        self.require(id)?;
+        if id == self.active || id == self.omi {
+            return Err(CryptoError::KeyInUse { id });
+        }
+        self.retired.insert(id);
+        Ok(())
+    }
+
+    /// Whether `id` is retired.
+    pub fn is_retired(&self, id: KeyId) -> bool {
+        self.retired.contains(&id)
     }
 
     /// Drops the secret `id` (its bytes are wiped): everything sealed under it becomes
@@ -132,6 +161,7 @@ impl Keyring {
             return Err(CryptoError::KeyInUse { id });
         }
         self.secrets.remove(&id);
+        self.retired.remove(&id);
         Ok(())
     }
 
@@ -175,9 +205,19 @@ impl Keyring {
         PackSealer::new(&self.active_user_key(uid)?, self.active)
     }
 
-    /// An opener for a pack of user `uid` whose header recorded `params`, under the secret
-    /// `params.key_id` names ([`CryptoError::UnknownKey`] once that secret was removed).
+    /// An opener for reading a pack of user `uid` whose header recorded `params`, under the
+    /// secret `params.key_id` names ([`CryptoError::UnknownKey`] once that secret was removed,
+    /// [`CryptoError::KeyRetired`] once it was retired).
     pub fn pack_opener(&self, uid: &str, params: &SealParams) -> Result<PackOpener> {
+        if self.retired.contains(&params.key_id) {
+            return Err(CryptoError::KeyRetired { id: params.key_id });
+        }
+        self.pack_opener_to_reseal(uid, params)
+    }
+
+    /// An opener for a pack that is read only to be re-sealed under the active key: like
+    /// [`Keyring::pack_opener`], retired ids included.
+    pub fn pack_opener_to_reseal(&self, uid: &str, params: &SealParams) -> Result<PackOpener> {
         Ok(PackOpener::new(&self.user_key(params.key_id, uid)?, params))
     }
 
@@ -192,6 +232,7 @@ impl fmt::Debug for Keyring {
             .field("ids", &self.secrets.keys().collect::<Vec<_>>())
             .field("active", &self.active)
             .field("omi", &self.omi)
+            .field("retired", &self.retired)
             .finish()
     }
 }
@@ -263,6 +304,41 @@ mod tests {
     }
 
     #[test]
+    fn retired_keys_open_only_to_reseal() {
+        let (k1, k2) = (KeyId::new(1), KeyId::new(2));
+        let mut ring = Keyring::single(k1, secret(1));
+        ring.insert(k2, secret(2)).unwrap();
+        let params = ring.pack_sealer("u").unwrap().params();
+        assert_eq!(params.key_id, k1);
+        // The active and the Omi key cannot be retired.
+        assert!(matches!(ring.retire(k1), Err(CryptoError::KeyInUse { id }) if id == k1));
+        ring.set_active(k2).unwrap();
+        ring.set_omi_key(k2).unwrap();
+        ring.retire(k1).unwrap();
+        assert!(ring.is_retired(k1) && !ring.is_retired(k2));
+        assert!(matches!(
+            ring.pack_opener("u", &params),
+            Err(CryptoError::KeyRetired { id }) if id == k1
+        ));
+        assert!(ring.pack_opener_to_reseal("u", &params).is_ok());
+        // A retired key is not made active or the Omi key again.
+        assert!(matches!(
+            ring.set_active(k1),
+            Err(CryptoError::KeyRetired { .. })
+        ));
+        assert!(matches!(
+            ring.set_omi_key(k1),
+            Err(CryptoError::KeyRetired { .. })
+        ));
+        assert!(matches!(
+            ring.retire(KeyId::new(9)),
+            Err(CryptoError::UnknownKey { .. })
+        ));
+        ring.remove(k1).unwrap();
+        assert!(!ring.is_retired(k1));
+    }
+
+    #[test]
     fn rotation_keeps_the_omi_key() {
         let (k1, k2, k3) = (KeyId::new(1), KeyId::new(2), KeyId::new(3));
         let mut ring = Keyring::single(k1, secret(1));
@@ -287,7 +363,7 @@ mod tests {
         assert_eq!(ring.ids().collect::<Vec<_>>(), [k1, k2]);
         assert_eq!(
             format!("{ring:?}"),
-            "Keyring { ids: [KeyId(1), KeyId(2)], active: KeyId(2), omi: KeyId(1) }"
+            "Keyring { ids: [KeyId(1), KeyId(2)], active: KeyId(2), omi: KeyId(1), retired: {} }"
         );
     }
 

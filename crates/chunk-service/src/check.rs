@@ -6,6 +6,7 @@ use chunk_format::{ObjectKind, ObjectName};
 use chunk_store::UserId;
 
 use crate::decode::{decode_omi_object, on_blocking};
+use crate::policy::OpenFor;
 use crate::{ChunkService, ServiceError};
 
 /// What [`ChunkService::check_object`] found in a good object.
@@ -36,7 +37,9 @@ impl ChunkService {
     ) -> Result<ObjectCheck, ServiceError> {
         if name.kind() == ObjectKind::Pack {
             let sealing = self.pack_sealing(uid).await?;
-            let pack = self.read_pack_stored(uid, path, sealing).await?;
+            let pack = self
+                .read_pack_stored(uid, path, sealing, OpenFor::Reading)
+                .await?;
             return on_blocking(path, move || {
                 let mut pcm_bytes = 0;
                 for i in 0..pack.len() {

@@ -18,7 +18,7 @@ use crate::codec::opus::{
 };
 use crate::decode::{on_blocking, trim_to_samples};
 use crate::level::ProtectionLevel;
-use crate::policy::PackSealing;
+use crate::policy::{OpenFor, PackSealing};
 use crate::upload::Chunk;
 use crate::{ChunkService, ServiceError};
 
@@ -447,7 +447,9 @@ impl ChunkService {
         chunks: &[Chunk],
         sealing: PackSealing,
     ) -> Result<(), ServiceError> {
-        let stored = self.read_pack_stored(uid, path, sealing).await?;
+        let stored = self
+            .read_pack_stored(uid, path, sealing, OpenFor::Reading)
+            .await?;
         let lossy = stored.index.header().codec().is_lossy();
         let conflict = || ServiceError::Conflict {
             path: path.to_owned(),
@@ -487,6 +489,7 @@ impl ChunkService {
         uid: &UserId,
         path: &str,
         sealing: PackSealing,
+        purpose: OpenFor,
     ) -> Result<StoredPack, ServiceError> {
         let name = path
             .rsplit('/')
@@ -499,7 +502,7 @@ impl ChunkService {
             })?;
         let object = self.inner.store.read(path).await?;
         let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
-        let opener = self.pack_opener(uid, path, tail.header(), sealing)?;
+        let opener = self.pack_opener(uid, path, tail.header(), sealing, purpose)?;
         let opener = opener.as_deref().map(as_opener);
         let index = PackIndex::from_object(&object, opener).map_err(|e| pack_error(path, e))?;
         check_name(path, &name, &index)?;
@@ -529,15 +532,16 @@ impl ChunkService {
         })
     }
 
-    /// Reads a whole pack and decodes every chunk (compaction: sources are shorter than its
-    /// target, and the name bounds the audio, so this is bounded by the group's duration).
+    /// Reads a whole pack and decodes every chunk, to re-seal it: compaction (sources are
+    /// shorter than its target, and the name bounds the audio, so this is bounded by the
+    /// group's duration). Retired keys open it.
     pub(crate) async fn read_pack_chunks(
         &self,
         uid: &UserId,
         path: &str,
         sealing: PackSealing,
     ) -> Result<WholePack, ServiceError> {
-        self.read_pack_stored(uid, path, sealing)
+        self.read_pack_stored(uid, path, sealing, OpenFor::Resealing)
             .await?
             .decode_all()
     }
@@ -562,6 +566,7 @@ impl ChunkService {
         path: &str,
         header: &chunk_format::pack::PackHeader,
         sealing: PackSealing,
+        purpose: OpenFor,
     ) -> Result<Option<Arc<PackOpener>>, ServiceError> {
         sealing.check(path, header.is_encrypted())?;
         let Some(seal) = header.seal() else {
@@ -575,13 +580,16 @@ impl ChunkService {
                 path: path.to_owned(),
                 reason: "sealed pack but the service has no key material".to_owned(),
             })?;
-        keyring
-            .pack_opener(uid.as_str(), &SealParams::from(*seal))
-            .map(|opener| Some(Arc::new(opener)))
-            .map_err(|source| ServiceError::Crypto {
-                path: path.to_owned(),
-                source,
-            })
+        let params = SealParams::from(*seal);
+        match purpose {
+            OpenFor::Reading => keyring.pack_opener(uid.as_str(), &params),
+            OpenFor::Resealing => keyring.pack_opener_to_reseal(uid.as_str(), &params),
+        }
+        .map(|opener| Some(Arc::new(opener)))
+        .map_err(|source| ServiceError::Crypto {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Reads a pack's index with ranged reads: one read of the tail sized from the name's
@@ -604,7 +612,7 @@ impl ChunkService {
         let tail_len = guess.min(size);
         let mut tail = store.read_range(path, size - tail_len..size).await?;
         let parsed = PackTail::new(&tail, size).map_err(|e| pack_error(path, e))?;
-        let opener = self.pack_opener(uid, path, parsed.header(), sealing)?;
+        let opener = self.pack_opener(uid, path, parsed.header(), sealing, OpenFor::Reading)?;
         let index = match parsed.index(opener.as_deref().map(as_opener)) {
             Ok(index) => index,
             Err(PackError::NeedMore { from_offset }) => {
@@ -679,7 +687,9 @@ impl ChunkService {
         remove: impl Fn(Timestamp, Timestamp) -> bool,
         sealing: PackSealing,
     ) -> Result<Rewrite, ServiceError> {
-        let pack = self.read_pack_stored(uid, path, sealing).await?;
+        let pack = self
+            .read_pack_stored(uid, path, sealing, OpenFor::Reading)
+            .await?;
         let kept: Vec<PackInput> = (0..pack.len())
             .filter(|&i| {
                 let (start, end) = pack.span(i);
@@ -735,7 +745,9 @@ impl ChunkService {
         self.stream_pack(uid, &path, chunks, level, PutMode::CreateOnly, config)
             .await?;
         let sealing = self.pack_sealing_at(level);
-        let back = self.read_pack_stored(uid, &path, sealing).await?;
+        let back = self
+            .read_pack_stored(uid, &path, sealing, OpenFor::Reading)
+            .await?;
         let header = back.index.header();
         let lossy = header.codec().is_lossy();
         let mut same = header.sample_rate() == config.sample_rate

@@ -33,6 +33,16 @@ impl PackSealing {
     }
 }
 
+/// Why a sealed pack is opened: key ids the key ring has retired open packs only to re-seal
+/// them under the active key (compaction), never to serve them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenFor {
+    /// Downloads, checks, rewrites, identical-retry checks.
+    Reading,
+    /// Compaction, which writes the audio again under the active key.
+    Resealing,
+}
+
 impl ChunkService {
     /// The rule for packs of a user at `level`.
     pub(crate) fn pack_sealing_at(&self, level: ProtectionLevel) -> PackSealing {
