@@ -8,9 +8,10 @@ use crate::ServiceError;
 use crate::policy::claim_within;
 use chunk_format::omi_opus::OpusContainer;
 
-/// Runs `decode` (CPU-bound: decompressing, opening, Opus) on tokio's blocking pool, so the
-/// task consuming a download or a check never decodes itself and several objects decode on
-/// several cores at once; a panicked or cancelled task is a decode error of `path`.
+/// Runs `decode` (CPU-bound: decompressing, opening, Opus) on tokio's blocking pool, so a check
+/// of a whole object does not hold up the runtime's workers and checks run in parallel; a
+/// panicked or cancelled task is a decode error of `path`. (Downloads decode on their own task:
+/// moving their decodes here measured no faster, see docs/BENCHMARKS.md.)
 pub(crate) async fn on_blocking<T: Send + 'static>(
     path: &str,
     decode: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,

@@ -14,7 +14,7 @@ use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, StoreError, UserId};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 
-use crate::decode::{decode_omi_object, on_blocking};
+use crate::decode::decode_omi_object;
 use crate::format::{AudioFormat, FormatCheck};
 use crate::list::ListEntry;
 use crate::pack::LoadedPack;
@@ -623,12 +623,7 @@ impl ChunkService {
                 }
                 Err(other) => return Err(Fetch::Failed(other.into())),
             };
-            let (path, kind, key) = (candidate.path.clone(), candidate.kind, key.cloned());
-            let decoded = on_blocking(&candidate.path, move || {
-                decode_omi_object(&path, kind, bytes, key.as_ref(), limit)
-            })
-            .await;
-            match decoded {
+            match decode_omi_object(&candidate.path, candidate.kind, bytes, key, limit) {
                 Ok(pieces) => return Ok(vec![(candidate.start.as_millis(), pieces)]),
                 Err(error) => {
                     tracing::warn!(path = %candidate.path, %error, "undecodable object; trying the next format");

@@ -16,7 +16,7 @@ use chunk_store::{ConversationId, PutMode, StoreError, UserId, layout};
 use crate::codec::opus::{
     OmiOpusCodec, OpusBackend, OpusError, OpusOperation, decode_omi_opus, encode_omi_opus,
 };
-use crate::decode::{on_blocking, trim_to_samples};
+use crate::decode::trim_to_samples;
 use crate::level::ProtectionLevel;
 use crate::policy::{OpenFor, PackSealing};
 use crate::upload::Chunk;
@@ -631,8 +631,8 @@ impl ChunkService {
         })
     }
 
-    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each on the
-    /// blocking pool; a chunk claiming more than the limit is refused before the read.
+    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each; a chunk
+    /// claiming more than the limit is refused before the read.
     pub(crate) async fn read_pack_run(
         &self,
         pack: &LoadedPack,
@@ -646,32 +646,27 @@ impl ChunkService {
         };
         let span = first.offset..last.offset + u64::from(last.stored_len);
         let bytes = self.inner.store.read_range(path, span.clone()).await?;
-        let pack = pack.clone();
-        on_blocking(path, move || {
-            let path = &pack.path;
-            run.map(|i| {
-                let entry = &pack.index.entries()[i];
-                let from = (entry.offset - span.start) as usize;
-                let frame = bytes
-                    .get(from..from + entry.stored_len as usize)
-                    .ok_or_else(|| ServiceError::Decode {
-                        path: path.clone(),
-                        reason: format!("short ranged read for chunk {i}"),
-                    })?;
-                let pcm = pack
-                    .index
-                    .decode_frame_with(
-                        i,
-                        frame,
-                        pack.opener.as_deref().map(as_opener),
-                        frame_codec(pack.index.header().codec()),
-                    )
-                    .map_err(|e| pack_error(path, e))?;
-                Ok((entry.start.as_millis(), Bytes::from(pcm)))
-            })
-            .collect()
+        run.map(|i| {
+            let entry = &pack.index.entries()[i];
+            let from = (entry.offset - span.start) as usize;
+            let frame = bytes
+                .get(from..from + entry.stored_len as usize)
+                .ok_or_else(|| ServiceError::Decode {
+                    path: path.clone(),
+                    reason: format!("short ranged read for chunk {i}"),
+                })?;
+            let pcm = pack
+                .index
+                .decode_frame_with(
+                    i,
+                    frame,
+                    pack.opener.as_deref().map(as_opener),
+                    frame_codec(pack.index.header().codec()),
+                )
+                .map_err(|e| pack_error(path, e))?;
+            Ok((entry.start.as_millis(), Bytes::from(pcm)))
         })
-        .await
+        .collect()
     }
 
     /// Rewrites the pack at `path` without the chunks `remove` selects: the kept chunks are
