@@ -14,8 +14,8 @@
 
 use chunk_format::Timestamp;
 use chunk_format::pack::{
-    Codec, MAX_CHUNK_BYTES, PackConfig, PackEncoder, PackError, PackIndex, PackTail, SealError,
-    SealInfo, SegmentOpener, SegmentSealer, TRAILER_LEN,
+    Codec, KeyScheme, MAX_CHUNK_BYTES, PackConfig, PackEncoder, PackError, PackIndex, PackTail,
+    SealError, SealInfo, SegmentOpener, SegmentSealer, TRAILER_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -62,6 +62,7 @@ fn tag(counter: u32, aad: &[u8], plaintext: &[u8], last: bool) -> [u8; TAG] {
 impl SegmentSealer for Checked {
     fn seal_info(&self) -> SealInfo {
         SealInfo {
+            scheme: KeyScheme::V2,
             key_id: 1,
             salt: [7; 16],
             nonce_prefix: [9; 7],
@@ -130,7 +131,11 @@ fn check_index(
             // Decoded size: never more than the entry claims, and no claim above the
             // format's per-chunk limit (what readers check against their own budgets before
             // decoding), whatever the frame's compression ratio.
-            assert!(entry.plain_len <= MAX_CHUNK_BYTES, "chunk {i} claims {}", entry.plain_len);
+            assert!(
+                entry.plain_len <= MAX_CHUNK_BYTES,
+                "chunk {i} claims {}",
+                entry.plain_len
+            );
             if let Ok(pcm) = index.decode_frame(i, frame, opener) {
                 assert_eq!(pcm.len(), entry.plain_len as usize);
             }

@@ -155,7 +155,7 @@ async fn a_decompression_bomb_is_refused_before_decoding() {
     assert!(matches!(error, ServiceError::NoAudio { .. }), "{error}");
 
     let error = service
-        .check_object(&fx.uid, &path, &name, stored)
+        .check_object(&fx.uid, &fx.conv, &path, &name, stored)
         .await
         .unwrap_err();
     assert!(is_too_large(&error, &path), "{error}");
@@ -206,7 +206,7 @@ async fn an_opus_object_of_empty_packets_is_bounded_by_its_claims() {
     assert!(error.to_string().contains("30000 packets"), "{error}");
     let name = name_of(&bomb);
     let error = service
-        .check_object(&fx.uid, &bomb, &name, 60_008)
+        .check_object(&fx.uid, &fx.conv, &bomb, &name, 60_008)
         .await
         .unwrap_err();
     assert!(is_too_large(&error, &bomb), "{error}");
@@ -231,7 +231,7 @@ async fn an_oversized_omi_object_is_refused_unread() {
     let name = name_of(&big);
     assert!(
         service
-            .check_object(&fx.uid, &big, &name, 2 * MIB as u64)
+            .check_object(&fx.uid, &fx.conv, &big, &name, 2 * MIB as u64)
             .await
             .is_err()
     );
@@ -312,7 +312,7 @@ async fn a_keyless_plaintext_pack_is_refused_for_an_enhanced_user() {
     assert!(is_unsealed(&error, &forged), "{error}");
     assert!(error.to_string().starts_with(&forged), "{error}");
     let error = service
-        .check_object(&fx.uid, &forged, &name, 1)
+        .check_object(&fx.uid, &fx.conv, &forged, &name, 1)
         .await
         .unwrap_err();
     assert!(is_unsealed(&error, &forged), "{error}");
@@ -434,4 +434,137 @@ async fn whole_pack_reads_check_the_name() {
         matches!(&error, ServiceError::Decode { path, reason } if path == &short && reason.contains("its name says")),
         "{error}"
     );
+}
+
+/// The path an error names, for the variants a refused read gives.
+fn error_path(error: &ServiceError) -> Option<&str> {
+    match error {
+        ServiceError::Decode { path, .. } | ServiceError::Crypto { path, .. } => Some(path),
+        _ => None,
+    }
+}
+
+/// Rollback across places: an authentic sealed pack copied by a bucket writer into another
+/// conversation of the same user (same name, so the name still matches its index) does not
+/// open there, because a version-2 pack key binds the user and the conversation.
+#[tokio::test]
+async fn a_sealed_pack_copied_to_another_conversation_does_not_open() {
+    let fx = Fixture::new();
+    let service = fx.service(ProtectionLevel::Enhanced, |_| {});
+    let pcm = speech(160_000, 7);
+    let report = service
+        .upload_batch(
+            &fx.uid,
+            &fx.conv,
+            vec![Chunk::new(ts(T0), pcm.clone())],
+            None,
+        )
+        .await
+        .unwrap();
+    let [original] = &report.paths[..] else {
+        panic!("one pack: {:?}", report.paths);
+    };
+    let object = fx.store.read(original).await.unwrap();
+    let name = name_of(original);
+    let other = ConversationId::new("c2").unwrap();
+    let copy = layout::chunk_path(&fx.uid, &other, &name);
+    fx.store
+        .put(&copy, object.clone(), PutMode::CreateOnly)
+        .await
+        .unwrap();
+
+    let request = DownloadRequest::Range {
+        from: ts(T0),
+        to: ts(T0 + 5_000),
+    };
+    let download = async {
+        service
+            .download(&fx.uid, &other, &request, DownloadOptions::default())
+            .await?
+            .collect_vec()
+            .await
+    };
+    let error = download.await.unwrap_err();
+    assert_eq!(error_path(&error), Some(copy.as_str()), "{error}");
+    assert!(
+        error.to_string().contains("authentication failed"),
+        "{error}"
+    );
+    let error = service
+        .check_object(&fx.uid, &other, &copy, &name, object.len() as u64)
+        .await
+        .unwrap_err();
+    assert_eq!(error_path(&error), Some(copy.as_str()), "{error}");
+    let error = service
+        .delete(&fx.uid, &other, &[ts(T0)])
+        .await
+        .unwrap_err();
+    assert_eq!(error_path(&error), Some(copy.as_str()), "{error}");
+    assert!(fx.store.stat(&copy).await.unwrap().is_some());
+
+    // At its own place it reads as it was written.
+    assert_eq!(
+        fx.range(&service, T0, T0 + 5_000, DownloadOptions::default())
+            .await
+            .unwrap(),
+        pcm
+    );
+}
+
+/// Packs sealed under the first key scheme (version 1, key bound to the user only) still read,
+/// and compaction with `ResealToActive` rewrites them as version 2.
+#[tokio::test]
+async fn version_1_packs_read_and_are_resealed_to_version_2() {
+    use chunk_crypto::pack::{PackSealer, SealParams};
+    use chunk_format::pack::{PackTail, SegmentSealer};
+
+    let fx = Fixture::new();
+    let service = fx.service(ProtectionLevel::Enhanced, |_| {});
+    let secret = MasterSecret::new(b"omi_".repeat(16)).unwrap();
+    let ring = Keyring::single(KeyId::new(1), secret);
+    let user_key = ring.user_key(KeyId::new(1), fx.uid.as_str()).unwrap();
+    let params = SealParams::random(KeyId::new(1)).unwrap();
+    let sealer = PackSealer::v1_with_params_for_tests(&user_key, params);
+    let mut enc = PackEncoder::new(
+        PackConfig::new(Codec::ZstdPcm16Le, 16_000, 1),
+        Some(Box::new(sealer) as Box<dyn SegmentSealer>),
+    )
+    .unwrap();
+    let chunks: Vec<(u64, Vec<u8>)> = (0..2)
+        .map(|i| (T0 + i * 5_000, speech(160_000, 10 + i as u32)))
+        .collect();
+    let mut object = Vec::new();
+    for (start, pcm) in &chunks {
+        object.extend(enc.push_chunk(ts(*start), pcm).unwrap());
+    }
+    object.extend(enc.finish().unwrap());
+    assert_eq!(object[4], 1, "a version-1 header");
+    let name = format!("{}.000-{}.000.pack", T0 / 1000, T0 / 1000 + 10);
+    let path = fx.path(&name);
+    fx.store
+        .put(&path, bytes::Bytes::from(object), PutMode::CreateOnly)
+        .await
+        .unwrap();
+    let audio: Vec<u8> = chunks.iter().flat_map(|(_, pcm)| pcm.clone()).collect();
+    let all = || fx.range(&service, T0, T0 + 10_000, DownloadOptions::default());
+    assert_eq!(all().await.unwrap(), audio);
+
+    let options = CompactionOptions {
+        rotation: chunk_service::KeyRotation::ResealToActive,
+        ..CompactionOptions::default()
+    };
+    let plan = service
+        .plan_compaction(&fx.uid, &fx.conv, &options)
+        .await
+        .unwrap();
+    assert_eq!(plan.groups.len(), 1, "{plan:?}");
+    service.compact(&plan).await.unwrap();
+    let listing = service.list(&fx.uid, &fx.conv).await.unwrap();
+    let [pack] = &listing.chunks[..] else {
+        panic!("one pack after compaction: {listing:?}");
+    };
+    let object = fx.store.read(&pack.path).await.unwrap();
+    let tail = PackTail::new(&object, object.len() as u64).unwrap();
+    assert_eq!(tail.header().version(), 2, "{}", pack.path);
+    assert_eq!(all().await.unwrap(), audio);
 }

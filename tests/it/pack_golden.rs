@@ -4,8 +4,10 @@
 //!
 //! For each pack, `expected.json` records the object's SHA-256 and, per chunk, its start and the
 //! SHA-256 of its decoded PCM; `<name>.dump` is the human-readable `PackIndex` dump (also an insta
-//! snapshot). The sealed pack uses a fixed test key and fixed seal parameters, recorded in
-//! `expected.json` (test material, not a secret); sealing with fixed parameters needs
+//! snapshot). The sealed packs use fixed test keys and fixed seal parameters, recorded in
+//! `expected.json` (test material, not a secret): `sealed-zstd` is a version-1 pack (key from
+//! the user key alone), `sealed-zstd-v2` a version-2 pack (key from the pack root key of a test
+//! master secret, bound to its user and conversation); sealing with fixed parameters needs
 //! chunk-crypto's `insecure-fixed-nonces` feature, enabled for this crate's tests in
 //! tests/Cargo.toml (never in production: it allows nonce reuse).
 //!
@@ -15,15 +17,43 @@
 
 use std::path::PathBuf;
 
-use chunk_crypto::pack::{PackOpener, PackSealer, SealParams};
-use chunk_crypto::{KeyId, UserKey};
+use chunk_crypto::pack::{KeyScheme, PackOpener, PackPlace, PackSealer, SealParams};
+use chunk_crypto::{KeyId, MasterSecret, PackRootKey, UserKey};
 use chunk_format::Timestamp;
 use chunk_format::pack::{Codec, PackConfig, PackEncoder, PackIndex, SegmentOpener, SegmentSealer};
 use chunkvault_tests::{fixtures_dir, sha256_hex, speech};
 use serde::{Deserialize, Serialize};
 
-/// The fixed user key of the sealed golden pack.
+/// The fixed user key of the version-1 sealed golden pack.
 const TEST_USER_KEY: [u8; 32] = [0x42; 32];
+
+/// The master secret (as text), user and conversation of the version-2 sealed golden pack.
+const V2_SECRET: &str = "omi_000000000000000000000000000000000000000000000000000000000000";
+const V2_UID: &str = "test-uid";
+const V2_CONVERSATION: &str = "conv-1";
+
+/// How a golden pack is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seal {
+    Plain,
+    V1,
+    V2,
+}
+
+impl Seal {
+    fn is_sealed(self) -> bool {
+        self != Seal::Plain
+    }
+}
+
+fn v2_root() -> PackRootKey {
+    let secret = MasterSecret::new(V2_SECRET.as_bytes().to_vec()).expect("secret");
+    PackRootKey::derive(&secret, V2_UID)
+}
+
+fn v2_place() -> PackPlace<'static> {
+    PackPlace::new(V2_UID, V2_CONVERSATION)
+}
 
 fn seal_params() -> SealParams {
     SealParams {
@@ -33,18 +63,30 @@ fn seal_params() -> SealParams {
     }
 }
 
-/// The three golden packs: (file stem, codec, sealed).
-const GOLDEN: [(&str, Codec, bool); 3] = [
-    ("plain-pcm16", Codec::Pcm16Le, false),
-    ("plain-zstd", Codec::ZstdPcm16Le, false),
-    ("sealed-zstd", Codec::ZstdPcm16Le, true),
+/// The golden packs: (file stem, codec, seal).
+const GOLDEN: [(&str, Codec, Seal); 4] = [
+    ("plain-pcm16", Codec::Pcm16Le, Seal::Plain),
+    ("plain-zstd", Codec::ZstdPcm16Le, Seal::Plain),
+    ("sealed-zstd", Codec::ZstdPcm16Le, Seal::V1),
+    ("sealed-zstd-v2", Codec::ZstdPcm16Le, Seal::V2),
 ];
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Expected {
-    /// How the sealed pack's key was made.
+    /// How the version-1 sealed pack's key was made.
     sealed_key: SealedKey,
+    /// How the version-2 sealed pack's key was made (same salt, nonce prefix and key id).
+    /// Absent from files written before version 2 (read as empty, which the test refuses).
+    #[serde(default)]
+    sealed_v2_key: SealedV2Key,
     packs: Vec<ExpectedPack>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+struct SealedV2Key {
+    master_secret: String,
+    uid: String,
+    conversation: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -74,17 +116,31 @@ fn dir() -> PathBuf {
     fixtures_dir().join("pack")
 }
 
-fn opener() -> PackOpener {
-    PackOpener::new(&UserKey::from_bytes(TEST_USER_KEY), &seal_params())
+fn opener(seal: Seal) -> Option<PackOpener> {
+    match seal {
+        Seal::Plain => None,
+        Seal::V1 => Some(PackOpener::v1(
+            &UserKey::from_bytes(TEST_USER_KEY),
+            &seal_params(),
+        )),
+        Seal::V2 => Some(PackOpener::new(&v2_root(), v2_place(), &seal_params())),
+    }
 }
 
-fn encode(codec: Codec, sealed: bool, chunks: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let sealer = sealed.then(|| {
-        Box::new(PackSealer::with_params_for_tests(
+fn encode(codec: Codec, seal: Seal, chunks: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let sealer = match seal {
+        Seal::Plain => None,
+        Seal::V1 => Some(PackSealer::v1_with_params_for_tests(
             &UserKey::from_bytes(TEST_USER_KEY),
             seal_params(),
-        )) as Box<dyn SegmentSealer>
-    });
+        )),
+        Seal::V2 => Some(PackSealer::with_params_for_tests(
+            &v2_root(),
+            v2_place(),
+            seal_params(),
+        )),
+    }
+    .map(|sealer| Box::new(sealer) as Box<dyn SegmentSealer>);
     let mut enc = PackEncoder::new(PackConfig::new(codec, 16_000, 1), sealer).expect("config");
     let mut object = Vec::new();
     for (start, pcm) in chunks {
@@ -96,9 +152,9 @@ fn encode(codec: Codec, sealed: bool, chunks: &[(u64, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// Decodes every chunk of `object`: (start ms, PCM).
-fn decode(object: &[u8], sealed: bool) -> (PackIndex, Vec<(u64, Vec<u8>)>) {
-    let opener = opener();
-    let opener = sealed.then_some(&opener as &dyn SegmentOpener);
+fn decode(object: &[u8], seal: Seal) -> (PackIndex, Vec<(u64, Vec<u8>)>) {
+    let opener = opener(seal);
+    let opener = opener.as_ref().map(|o| o as &dyn SegmentOpener);
     let index = PackIndex::from_object(object, opener).expect("golden pack opens");
     let chunks = (0..index.len())
         .map(|i| {
@@ -140,7 +196,7 @@ fn write_golden() {
         .then(load_expected)
         .map_or_else(Vec::new, |e| e.packs);
     let mut packs = Vec::new();
-    for (stem, codec, sealed) in GOLDEN {
+    for (stem, codec, seal) in GOLDEN {
         let file = format!("{stem}.pack");
         if dir().join(&file).exists() {
             let kept = old.iter().find(|p| p.file == file);
@@ -148,8 +204,8 @@ fn write_golden() {
             packs.push(kept.clone());
             continue;
         }
-        let object = encode(codec, sealed, &chunks);
-        let (index, decoded) = decode(&object, sealed);
+        let object = encode(codec, seal, &chunks);
+        let (index, decoded) = decode(&object, seal);
         assert_eq!(decoded, chunks);
         std::fs::write(dir().join(&file), &object).expect("write pack");
         std::fs::write(dir().join(format!("{stem}.dump")), index.to_string()).expect("dump");
@@ -175,6 +231,11 @@ fn write_golden() {
             salt_hex: hex::encode(params.salt),
             nonce_prefix_hex: hex::encode(params.nonce_prefix),
         },
+        sealed_v2_key: SealedV2Key {
+            master_secret: V2_SECRET.to_owned(),
+            uid: V2_UID.to_owned(),
+            conversation: V2_CONVERSATION.to_owned(),
+        },
         packs,
     };
     let json = serde_json::to_string_pretty(&expected).expect("json") + "\n";
@@ -199,8 +260,16 @@ fn golden_packs_decode_to_the_recorded_audio() {
         expected.sealed_key.nonce_prefix_hex,
         hex::encode(params.nonce_prefix)
     );
+    assert_eq!(expected.sealed_v2_key.master_secret, V2_SECRET);
+    assert_eq!(
+        (
+            expected.sealed_v2_key.uid.as_str(),
+            expected.sealed_v2_key.conversation.as_str()
+        ),
+        (V2_UID, V2_CONVERSATION)
+    );
     assert_eq!(expected.packs.len(), GOLDEN.len());
-    for ((stem, codec, sealed), pack) in GOLDEN.into_iter().zip(&expected.packs) {
+    for ((stem, codec, seal), pack) in GOLDEN.into_iter().zip(&expected.packs) {
         assert_eq!(pack.file, format!("{stem}.pack"));
         let object = std::fs::read(dir().join(&pack.file)).expect("golden pack");
         assert_eq!(
@@ -208,9 +277,11 @@ fn golden_packs_decode_to_the_recorded_audio() {
             pack.object_sha256,
             "{stem}: file changed"
         );
-        let (index, decoded) = decode(&object, sealed);
+        let (index, decoded) = decode(&object, seal);
         assert_eq!(index.header().codec(), codec, "{stem}");
-        assert_eq!(index.header().is_encrypted(), sealed, "{stem}");
+        assert_eq!(index.header().is_encrypted(), seal.is_sealed(), "{stem}");
+        let version = if seal == Seal::V2 { 2 } else { 1 };
+        assert_eq!(index.header().version(), version, "{stem}");
         assert_eq!(index.object_name().expect("name").to_string(), pack.name);
         assert_eq!(decoded.len(), pack.chunks.len(), "{stem}");
         for ((start, pcm), want) in decoded.iter().zip(&pack.chunks) {
@@ -227,7 +298,7 @@ fn golden_packs_decode_to_the_recorded_audio() {
 }
 
 #[test]
-fn the_three_packs_hold_the_same_audio() {
+fn the_golden_packs_hold_the_same_audio() {
     let expected = load_expected();
     let chunks = |i: usize| -> Vec<(u64, &str)> {
         expected.packs[i]
@@ -236,9 +307,10 @@ fn the_three_packs_hold_the_same_audio() {
             .map(|c| (c.start_ms, c.pcm_sha256.as_str()))
             .collect()
     };
-    assert_eq!(chunks(0), chunks(1));
-    assert_eq!(chunks(0), chunks(2));
-    assert_eq!(expected.packs[0].name, expected.packs[2].name);
+    for i in 1..GOLDEN.len() {
+        assert_eq!(chunks(0), chunks(i));
+        assert_eq!(expected.packs[0].name, expected.packs[i].name);
+    }
 }
 
 #[test]
@@ -246,13 +318,20 @@ fn deterministic_packs_are_reproduced_byte_for_byte() {
     // PCM16LE has no compressor whose output could change with the zstd version, so today's
     // encoder must write exactly the committed bytes, plaintext and sealed (fixed parameters).
     let object = std::fs::read(dir().join("plain-pcm16.pack")).expect("golden pack");
-    let (_, chunks) = decode(&object, false);
-    assert_eq!(encode(Codec::Pcm16Le, false, &chunks), object);
+    let (_, chunks) = decode(&object, Seal::Plain);
+    assert_eq!(encode(Codec::Pcm16Le, Seal::Plain, &chunks), object);
 
-    let sealed = std::fs::read(dir().join("sealed-zstd.pack")).expect("golden pack");
-    let (index, sealed_chunks) = decode(&sealed, true);
-    assert_eq!(sealed_chunks, chunks);
-    assert_eq!(index.header().seal().copied(), Some(seal_params().into()));
+    for (file, seal, scheme) in [
+        ("sealed-zstd.pack", Seal::V1, KeyScheme::V1),
+        ("sealed-zstd-v2.pack", Seal::V2, KeyScheme::V2),
+    ] {
+        let sealed = std::fs::read(dir().join(file)).expect("golden pack");
+        let (index, sealed_chunks) = decode(&sealed, seal);
+        assert_eq!(sealed_chunks, chunks);
+        let header_seal = index.header().seal().copied().expect("sealed");
+        assert_eq!(header_seal.scheme, scheme, "{file}");
+        assert_eq!(SealParams::from(header_seal), seal_params(), "{file}");
+    }
 }
 
 /// Flipping a byte of a golden pack never changes the audio it reads to: the pack fails to
@@ -261,10 +340,10 @@ fn deterministic_packs_are_reproduced_byte_for_byte() {
 #[test]
 fn a_changed_golden_byte_never_reads_as_other_audio() {
     let expected = load_expected();
-    for ((stem, codec, sealed), pack) in GOLDEN.into_iter().zip(&expected.packs) {
+    for ((stem, codec, seal), pack) in GOLDEN.into_iter().zip(&expected.packs) {
         let object = std::fs::read(dir().join(&pack.file)).expect("golden pack");
-        let opener = opener();
-        let opener = sealed.then_some(&opener as &dyn SegmentOpener);
+        let opener = opener(seal);
+        let opener = opener.as_ref().map(|o| o as &dyn SegmentOpener);
         let mut unnoticed = 0;
         for pos in (0..object.len()).step_by(3) {
             let mut bad = object.clone();
@@ -289,7 +368,7 @@ fn a_changed_golden_byte_never_reads_as_other_audio() {
                 unnoticed += 1;
             }
         }
-        if sealed || codec == Codec::Pcm16Le {
+        if seal.is_sealed() || codec == Codec::Pcm16Le {
             assert_eq!(
                 unnoticed, 0,
                 "{stem}: flips that changed nothing detectable"

@@ -2,8 +2,8 @@
 //! container-level tamper tests of design.md §3.3 — reordering, truncation, splicing between
 //! objects, header tampering and any flipped byte must fail, never give wrong audio.
 
-use chunk_crypto::pack::{PackOpener, PackSealer, SealParams};
-use chunk_crypto::{KeyId, UserKey};
+use chunk_crypto::pack::{PackOpener, PackPlace, PackSealer, SealParams};
+use chunk_crypto::{KeyId, PackRootKey};
 use chunk_format::Timestamp;
 use chunk_format::pack::{
     Codec, PackConfig, PackEncoder, PackError, PackIndex, PackPart, PackTail, SegmentOpener,
@@ -11,8 +11,13 @@ use chunk_format::pack::{
 };
 use proptest::prelude::*;
 
-fn user(byte: u8) -> UserKey {
-    UserKey::from_bytes([byte; 32])
+/// The place of every pack here (the key binds it; other places are tests/it/hostile_objects.rs
+/// and chunk-crypto's tamper tests).
+const PLACE: PackPlace<'static> = PackPlace::new("u", "c");
+
+/// The pack root key of "user" `byte`.
+fn user(byte: u8) -> PackRootKey {
+    PackRootKey::from_bytes([byte; 32])
 }
 
 fn pcm(len: usize, seed: u32) -> Vec<u8> {
@@ -24,8 +29,8 @@ fn pcm(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-fn seal(codec: Codec, key: &UserKey, chunks: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let sealer = PackSealer::new(key, KeyId::new(1)).expect("rng");
+fn seal(codec: Codec, key: &PackRootKey, chunks: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let sealer = PackSealer::new(key, PLACE, KeyId::new(1)).expect("rng");
     let mut enc = PackEncoder::new(
         PackConfig::new(codec, 16_000, 1),
         Some(Box::new(sealer) as Box<dyn SegmentSealer>),
@@ -41,10 +46,10 @@ fn seal(codec: Codec, key: &UserKey, chunks: &[(u64, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// The opener a reader builds: seal parameters from the tail's header copy.
-fn opener_for(object: &[u8], key: &UserKey) -> PackOpener {
+fn opener_for(object: &[u8], key: &PackRootKey) -> PackOpener {
     let tail = PackTail::new(object, object.len() as u64).expect("trailer");
     let seal = *tail.header().seal().expect("sealed pack");
-    PackOpener::new(key, &SealParams::from(seal))
+    PackOpener::new(key, PLACE, &SealParams::from(seal))
 }
 
 fn decode_all(object: &[u8], opener: &PackOpener) -> Result<Vec<(u64, Vec<u8>)>, PackError> {

@@ -81,9 +81,12 @@ async fn one_chunk_of_an_hour_costs_two_reads() {
         let opener = if level == ProtectionLevel::Enhanced {
             let tail = chunk_format::pack::PackTail::new(&object, object.len() as u64).unwrap();
             let params = chunk_crypto::pack::SealParams::from(*tail.header().seal().unwrap());
-            let key =
-                chunk_crypto::UserKey::derive(&MasterSecret::new(b"omi_".repeat(16)).unwrap(), "u");
-            Some(chunk_crypto::pack::PackOpener::new(&key, &params))
+            let root = chunk_crypto::PackRootKey::derive(
+                &MasterSecret::new(b"omi_".repeat(16)).unwrap(),
+                "u",
+            );
+            let place = chunk_crypto::pack::PackPlace::new("u", conv.as_str());
+            Some(chunk_crypto::pack::PackOpener::new(&root, place, &params))
         } else {
             None
         };

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
-use chunk_crypto::pack::{PackOpener, PackSealer};
-use chunk_crypto::{KeyId, UserKey, omi};
+use chunk_crypto::pack::{PackOpener, PackPlace, PackSealer};
+use chunk_crypto::{KeyId, PackRootKey, UserKey, omi};
 use criterion::{Criterion, Throughput};
 
 const SIZES: [(&str, usize); 2] = [("5s", 160_000), ("60s", 1_920_000)];
@@ -30,6 +30,13 @@ const AAD: [u8; 64] = [0x5a; 64];
 
 fn pcm(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// The place every benchmarked pack belongs to.
+const PLACE: PackPlace<'static> = PackPlace::new("bench-uid", "bench-conversation");
+
+fn root() -> PackRootKey {
+    PackRootKey::from_bytes([0x42; 32])
 }
 
 fn key() -> UserKey {
@@ -93,7 +100,7 @@ fn ops(len: usize) -> Ops {
         black_box(&out);
     };
 
-    let mut sealer = PackSealer::new(&key(), KeyId::new(1)).unwrap();
+    let mut sealer = PackSealer::new(&root(), PLACE, KeyId::new(1)).unwrap();
     let p = plain.clone();
     let mut out = Vec::with_capacity(len + 64);
     let mut counter = 0u32;
@@ -119,9 +126,9 @@ fn ops(len: usize) -> Ops {
         black_box(&out);
     };
 
-    let mut sealer = PackSealer::new(&key(), KeyId::new(1)).unwrap();
+    let mut sealer = PackSealer::new(&root(), PLACE, KeyId::new(1)).unwrap();
     let sealed = sealer.seal(0, &AAD, &plain, true).unwrap();
-    let opener = PackOpener::new(&key(), &sealer.params());
+    let opener = PackOpener::new(&root(), PLACE, &sealer.params());
     let mut out = Vec::with_capacity(len);
     let pack_open = move || {
         out.clear();
@@ -161,7 +168,7 @@ fn criterion_benches(c: &mut Criterion) {
                 omi::seal_frame(&k, black_box(&plain), &mut out).unwrap();
             });
         });
-        let mut sealer = PackSealer::new(&key(), KeyId::new(1)).unwrap();
+        let mut sealer = PackSealer::new(&root(), PLACE, KeyId::new(1)).unwrap();
         let mut counter = 0u32;
         group.bench_function("pack_frame", |b| {
             b.iter(|| {
@@ -186,9 +193,9 @@ fn criterion_benches(c: &mut Criterion) {
                 omi::open_frame_body_into(&k, black_box(&frame[4..]), 0, &mut out).unwrap();
             });
         });
-        let mut pack_sealer = PackSealer::new(&key(), KeyId::new(1)).unwrap();
+        let mut pack_sealer = PackSealer::new(&root(), PLACE, KeyId::new(1)).unwrap();
         let pack_frame = pack_sealer.seal(0, &AAD, &plain, true).unwrap();
-        let opener = PackOpener::new(&key(), &pack_sealer.params());
+        let opener = PackOpener::new(&root(), PLACE, &pack_sealer.params());
         group.bench_function("pack_frame", |b| {
             b.iter(|| {
                 out.clear();

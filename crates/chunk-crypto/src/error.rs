@@ -118,6 +118,12 @@ pub enum CryptoError {
         /// The counter it was given.
         got: u32,
     },
+    /// A pack header names a key scheme this version cannot derive keys for.
+    #[error("the pack's key scheme (header version {version}) is not known to this reader")]
+    UnknownScheme {
+        /// The header version that records the scheme.
+        version: u8,
+    },
     /// A pack sealer was asked for a non-final frame at counter `u32::MAX`, the value kept
     /// for the final segment.
     #[error("frame counter 4294967295 is reserved for the pack's final segment")]

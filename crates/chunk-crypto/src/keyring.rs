@@ -5,8 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{CryptoError, Result};
-use crate::keys::{MasterSecret, UserKey};
-use crate::pack::{PackOpener, PackSealer, SealParams};
+use chunk_format::pack::SealInfo;
+
+use crate::keys::{MasterSecret, PackRootKey, UserKey};
+use crate::pack::{KeyScheme, PackOpener, PackPlace, PackSealer, SealParams};
 
 /// Names one master secret of a [`Keyring`]; every sealed pack records the id it was sealed
 /// under. Displayed and parsed as `k<number>` (`k1`).
@@ -200,25 +202,50 @@ impl Keyring {
         self.user_key(self.omi_key_id(), uid)
     }
 
-    /// A sealer for a new pack of user `uid` under the active secret.
-    pub fn pack_sealer(&self, uid: &str) -> Result<PackSealer> {
-        PackSealer::new(&self.active_user_key(uid)?, self.active)
+    /// The pack root key of user `uid` under secret `id` (what version-2 pack keys derive
+    /// from; independent of [`Keyring::user_key`]).
+    pub fn pack_root(&self, id: KeyId, uid: &str) -> Result<PackRootKey> {
+        Ok(PackRootKey::derive(self.require(id)?, uid))
     }
 
-    /// An opener for reading a pack of user `uid` whose header recorded `params`, under the
-    /// secret `params.key_id` names ([`CryptoError::UnknownKey`] once that secret was removed,
-    /// [`CryptoError::KeyRetired`] once it was retired).
-    pub fn pack_opener(&self, uid: &str, params: &SealParams) -> Result<PackOpener> {
-        if self.retired.contains(&params.key_id) {
-            return Err(CryptoError::KeyRetired { id: params.key_id });
+    /// A sealer for a new (version-2) pack at `place`, under the active secret.
+    pub fn pack_sealer(&self, place: PackPlace<'_>) -> Result<PackSealer> {
+        PackSealer::new(&self.pack_root(self.active, place.uid)?, place, self.active)
+    }
+
+    /// An opener for reading the pack at `place` whose header recorded `seal`, under the secret
+    /// `seal.key_id` names ([`CryptoError::UnknownKey`] once that secret was removed,
+    /// [`CryptoError::KeyRetired`] once it was retired), by the header's key scheme.
+    pub fn pack_opener(&self, place: PackPlace<'_>, seal: &SealInfo) -> Result<PackOpener> {
+        let id = KeyId::new(seal.key_id);
+        if self.retired.contains(&id) {
+            return Err(CryptoError::KeyRetired { id });
         }
-        self.pack_opener_to_reseal(uid, params)
+        self.pack_opener_to_reseal(place, seal)
     }
 
     /// An opener for a pack that is read only to be re-sealed under the active key: like
     /// [`Keyring::pack_opener`], retired ids included.
-    pub fn pack_opener_to_reseal(&self, uid: &str, params: &SealParams) -> Result<PackOpener> {
-        Ok(PackOpener::new(&self.user_key(params.key_id, uid)?, params))
+    pub fn pack_opener_to_reseal(
+        &self,
+        place: PackPlace<'_>,
+        seal: &SealInfo,
+    ) -> Result<PackOpener> {
+        let params = SealParams::from(*seal);
+        match seal.scheme {
+            KeyScheme::V2 => Ok(PackOpener::new(
+                &self.pack_root(params.key_id, place.uid)?,
+                place,
+                &params,
+            )),
+            KeyScheme::V1 => Ok(PackOpener::v1(
+                &self.user_key(params.key_id, place.uid)?,
+                &params,
+            )),
+            other => Err(CryptoError::UnknownScheme {
+                version: other.header_version(),
+            }),
+        }
     }
 
     fn require(&self, id: KeyId) -> Result<&MasterSecret> {
@@ -308,8 +335,9 @@ mod tests {
         let (k1, k2) = (KeyId::new(1), KeyId::new(2));
         let mut ring = Keyring::single(k1, secret(1));
         ring.insert(k2, secret(2)).unwrap();
-        let params = ring.pack_sealer("u").unwrap().params();
-        assert_eq!(params.key_id, k1);
+        let place = PackPlace::new("u", "c");
+        let params = ring.pack_sealer(place).unwrap().seal_info();
+        assert_eq!(params.key_id, k1.get());
         // The active and the Omi key cannot be retired.
         assert!(matches!(ring.retire(k1), Err(CryptoError::KeyInUse { id }) if id == k1));
         ring.set_active(k2).unwrap();
@@ -317,10 +345,10 @@ mod tests {
         ring.retire(k1).unwrap();
         assert!(ring.is_retired(k1) && !ring.is_retired(k2));
         assert!(matches!(
-            ring.pack_opener("u", &params),
+            ring.pack_opener(place, &params),
             Err(CryptoError::KeyRetired { id }) if id == k1
         ));
-        assert!(ring.pack_opener_to_reseal("u", &params).is_ok());
+        assert!(ring.pack_opener_to_reseal(place, &params).is_ok());
         // A retired key is not made active or the Omi key again.
         assert!(matches!(
             ring.set_active(k1),

@@ -17,6 +17,9 @@ pub const KEY_LEN: usize = 32;
 /// HKDF `info` of Omi's per-user key derivation (compat doc §2.1).
 pub const OMI_USER_KEY_INFO: &[u8] = b"user-data-encryption";
 
+/// HKDF `info` of the per-user pack root key (version 2 packs).
+pub const PACK_ROOT_INFO: &[u8] = b"chunkvault pack root v2";
+
 /// The deployment's master secret: raw bytes, used exactly as Omi uses `ENCRYPTION_SECRET`.
 ///
 /// Omi takes the environment variable's UTF-8 bytes as they are (no hex or base64 decoding); so
@@ -129,6 +132,51 @@ impl UserKey {
 impl fmt::Debug for UserKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("UserKey(redacted)")
+    }
+}
+
+/// The key every version-2 pack of one user is sealed from: HKDF-SHA256 with ikm = the master
+/// secret, salt = `uid` as UTF-8, info = [`PACK_ROOT_INFO`].
+///
+/// It is independent of the user's Omi key ([`UserKey`], the same derivation with Omi's
+/// `info`), so no key is used both as an AES-GCM key and as HKDF input. Each pack's own key is
+/// derived from it with the pack's salt and place ([`crate::pack::PackPlace`]).
+///
+/// Wiped on drop; its `Debug` output never shows the bytes.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct PackRootKey {
+    bytes: [u8; KEY_LEN],
+}
+
+impl PackRootKey {
+    /// Derives the pack root key of user `uid` from `secret`.
+    pub fn derive(secret: &MasterSecret, uid: &str) -> PackRootKey {
+        let mut key = PackRootKey {
+            bytes: [0; KEY_LEN],
+        };
+        hkdf_sha256_into(
+            secret.expose(),
+            uid.as_bytes(),
+            PACK_ROOT_INFO,
+            &mut key.bytes,
+        );
+        key
+    }
+
+    /// Wraps raw key bytes (test vectors, or a key kept elsewhere).
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> PackRootKey {
+        PackRootKey { bytes }
+    }
+
+    /// The raw key bytes, for comparison with test vectors. Do not log or store them.
+    pub fn expose_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+}
+
+impl fmt::Debug for PackRootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PackRootKey(redacted)")
     }
 }
 

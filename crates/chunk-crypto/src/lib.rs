@@ -1,7 +1,7 @@
 //! Keys and sealing for chunkvault: Omi per-user keys and frames, STREAM-sealed packs, key ids.
 //!
 //! ```
-//! use chunk_crypto::{KeyId, Keyring, MasterSecret, omi};
+//! use chunk_crypto::{KeyId, Keyring, MasterSecret, omi, pack};
 //!
 //! // Omi's ENCRYPTION_SECRET, used as raw bytes.
 //! let secret = MasterSecret::new(format!("omi_{}", "0".repeat(60)).into_bytes())?;
@@ -15,11 +15,13 @@
 //! let chunks: Vec<Vec<u8>> = omi::open_object(&key, &object).collect::<Result<_, _>>()?;
 //! assert_eq!(chunks, [vec![1, 0, 2, 0], vec![3, 0]]);
 //!
-//! // A native pack: frames sealed in order, any frame opened alone.
-//! let mut sealer = ring.pack_sealer("oracle-uid")?;
+//! // A native pack: frames sealed in order, any frame opened alone, the key bound to the
+//! // pack's user and conversation.
+//! let place = pack::PackPlace::new("oracle-uid", "conv-1");
+//! let mut sealer = ring.pack_sealer(place)?;
 //! let header = sealer.params().to_bytes();
 //! let frame0 = sealer.seal(0, &header, b"chunk", true)?;
-//! let opener = ring.pack_opener("oracle-uid", &sealer.params())?;
+//! let opener = ring.pack_opener(place, &sealer.seal_info())?;
 //! assert_eq!(opener.open(0, &header, &frame0, true)?, b"chunk");
 //! # Ok::<(), chunk_crypto::CryptoError>(())
 //! ```
@@ -27,7 +29,8 @@
 //! - [`MasterSecret`] and [`UserKey`]: the Omi-exact key derivation (HKDF-SHA256, salt = uid,
 //!   info = `user-data-encryption`).
 //! - [`omi`]: Omi frames (`be_u32 L || nonce || ciphertext || tag`, no associated data).
-//! - [`pack`]: per-object keys and the STREAM nonce for native packs; [`pack::PackSealer`] and
+//! - [`PackRootKey`] and [`pack`]: per-object keys bound to the pack's place
+//!   ([`pack::PackPlace`]) and the STREAM nonce for native packs; [`pack::PackSealer`] and
 //!   [`pack::PackOpener`] implement `chunk-format`'s pack sealing hooks.
 //! - [`Keyring`] and [`KeyId`]: several secrets for rotation and crypto-shredding.
 //!
@@ -42,7 +45,9 @@ mod pack_format;
 
 pub use error::{CryptoError, Result};
 pub use keyring::{KeyId, Keyring};
-pub use keys::{KEY_LEN, MIN_SECRET_LEN, MasterSecret, OMI_USER_KEY_INFO, UserKey};
+pub use keys::{
+    KEY_LEN, MIN_SECRET_LEN, MasterSecret, OMI_USER_KEY_INFO, PACK_ROOT_INFO, PackRootKey, UserKey,
+};
 
 /// Length of the AES-GCM authentication tag (Omi frames and pack frames).
 pub const TAG_LEN: usize = 16;

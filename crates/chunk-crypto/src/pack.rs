@@ -1,33 +1,44 @@
-//! Sealing for native packs: a per-object key and the STREAM nonce construction.
+//! Sealing for native packs: a per-object key bound to the pack's place, and the STREAM nonce
+//! construction.
 //!
 //! Each pack gets a random 16-byte salt and a random 7-byte nonce prefix ([`SealParams`], stored
-//! in the pack header). The object key is HKDF-SHA256(ikm = user key, salt = object salt,
-//! info = [`PACK_KEY_INFO`]). Frame `i` is sealed with AES-256-GCM under the nonce
-//! `prefix[7] || be_u32 i || last` (`last` = 1 for the final segment, else 0; this is the
-//! STREAM construction, byte-identical to RustCrypto's `aead-stream` `StreamBE32`) and with the
-//! caller's associated data; the pack format passes the header bytes followed by the frame's
-//! index entry. A sealed frame is `ciphertext || tag[16]`, exactly [`sealed_len`] bytes.
+//! in the pack header). The object key of a version-2 pack ([`KeyScheme::V2`], what this crate
+//! writes) is HKDF-SHA256(ikm = the user's [`PackRootKey`], salt = object salt,
+//! info = [`PackPlace::key_info`]: [`PACK_KEY_INFO_V2`], then the user id and the conversation
+//! id, each length-prefixed). Version-1 packs ([`KeyScheme::V1`], read only) derived it from the
+//! user's Omi key with info = [`PACK_KEY_INFO`] and no place.
+//!
+//! Frame `i` is sealed with AES-256-GCM under the nonce `prefix[7] || be_u32 i || last`
+//! (`last` = 1 for the final segment, else 0; this is the STREAM construction, byte-identical
+//! to RustCrypto's `aead-stream` `StreamBE32`) and with the caller's associated data; the pack
+//! format passes the header bytes followed by the frame's index entry. A sealed frame is
+//! `ciphertext || tag[16]`, exactly [`sealed_len`] bytes.
 //!
 //! [`PackSealer`] seals frames strictly in order and nothing after the last one;
 //! [`PackOpener`] opens any frame alone (for ranged reads). Opening fails when a frame is moved
 //! to another position (counter in the nonce), taken from another pack (other salt, so other
 //! key), when the final segment is dropped (the new "last" frame was sealed with flag 0), when
-//! the header or index entry changed (associated data), or under another user or key id.
+//! the header or index entry changed (associated data), under another user or key id, or (v2)
+//! when the pack is opened as another conversation's.
 //!
 //! ```
-//! use chunk_crypto::{KeyId, UserKey, pack::{PackOpener, PackSealer, SealParams}};
+//! use chunk_crypto::{KeyId, PackRootKey, pack::{PackOpener, PackPlace, PackSealer}};
 //!
-//! let user = UserKey::from_bytes([1; 32]);
-//! let mut sealer = PackSealer::new(&user, KeyId::new(1))?;
+//! let root = PackRootKey::from_bytes([1; 32]);
+//! let place = PackPlace::new("alice", "conv-1");
+//! let mut sealer = PackSealer::new(&root, place, KeyId::new(1))?;
 //! let header = sealer.params().to_bytes(); // the pack stores these in its header
 //! let a = sealer.seal(0, &header, b"chunk 0", false)?;
 //! let b = sealer.seal(1, &header, b"index", true)?;
 //!
-//! let params = SealParams::from_bytes(&header);
-//! let opener = PackOpener::new(&user, &params);
+//! let opener = PackOpener::new(&root, place, &sealer.params());
 //! assert_eq!(opener.open(1, &header, &b, true)?, b"index");
 //! assert_eq!(opener.open(0, &header, &a, false)?, b"chunk 0");
 //! assert!(opener.open(0, &header, &b, true).is_err()); // frame moved to another position
+//!
+//! // The same pack opened as another conversation's does not open.
+//! let elsewhere = PackOpener::new(&root, PackPlace::new("alice", "conv-2"), &sealer.params());
+//! assert!(elsewhere.open(0, &header, &a, false).is_err());
 //! # Ok::<(), chunk_crypto::CryptoError>(())
 //! ```
 
@@ -37,9 +48,11 @@ use aes_gcm::aead::KeyInit;
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use zeroize::Zeroizing;
 
+pub use chunk_format::pack::KeyScheme;
+
 use crate::KeyId;
 use crate::error::{CryptoError, Result};
-use crate::keys::{KEY_LEN, UserKey, hkdf_sha256_into};
+use crate::keys::{KEY_LEN, PackRootKey, UserKey, hkdf_sha256_into};
 
 /// Length of the per-object HKDF salt.
 pub const SALT_LEN: usize = 16;
@@ -53,9 +66,51 @@ pub const SEAL_PARAMS_LEN: usize = 4 + SALT_LEN + NONCE_PREFIX_LEN;
 /// Length of the AES-GCM tag after each sealed frame.
 pub const TAG_LEN: usize = crate::TAG_LEN;
 
-/// HKDF `info` of the per-object key; names the format version so that a later construction
-/// derives unrelated keys.
+/// HKDF `info` of a version-1 pack's object key (read only); names the format version so that
+/// a later construction derives unrelated keys.
 pub const PACK_KEY_INFO: &[u8] = b"chunkvault pack v1";
+
+/// First bytes of a version-2 pack's HKDF `info`, before the place ([`PackPlace::key_info`]).
+pub const PACK_KEY_INFO_V2: &[u8] = b"chunkvault pack v2";
+
+/// Where a pack lives: its user and its conversation. A version-2 pack's key is bound to both,
+/// so an authentic pack copied to another user's or another conversation's prefix does not
+/// open there.
+///
+/// The object's span (`START-END` in its name) is bound too, though not in the key (a pack is
+/// sealed while it is written, before its end is known): the span is the sealed index's first
+/// start and last end, and every reader checks the name against the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PackPlace<'a> {
+    /// The user id, as in the object path.
+    pub uid: &'a str,
+    /// The conversation id, as in the object path.
+    pub conversation: &'a str,
+}
+
+impl<'a> PackPlace<'a> {
+    /// The place of a pack of user `uid` in conversation `conversation`.
+    pub const fn new(uid: &'a str, conversation: &'a str) -> PackPlace<'a> {
+        PackPlace { uid, conversation }
+    }
+
+    /// The HKDF `info` of a version-2 object key: [`PACK_KEY_INFO_V2`] ‖ `be_u64 len(uid)` ‖
+    /// `uid` ‖ `be_u64 len(conversation)` ‖ `conversation` (UTF-8 bytes). The length prefixes
+    /// make the encoding injective: no two places give the same bytes.
+    pub fn key_info(&self) -> Vec<u8> {
+        let mut info = Vec::with_capacity(
+            PACK_KEY_INFO_V2.len() + 16 + self.uid.len() + self.conversation.len(),
+        );
+        info.extend_from_slice(PACK_KEY_INFO_V2);
+        for part in [self.uid, self.conversation] {
+            // usize is at most 64 bits on every target Rust supports, so this is lossless.
+            let len = u64::try_from(part.len()).unwrap_or(u64::MAX);
+            info.extend_from_slice(&len.to_be_bytes());
+            info.extend_from_slice(part.as_bytes());
+        }
+        info
+    }
+}
 
 /// Stored length of a frame whose plaintext is `plain_len` bytes: `plain_len + 16`.
 ///
@@ -130,49 +185,100 @@ pub fn stream_nonce(prefix: &[u8; NONCE_PREFIX_LEN], counter: u32, last: bool) -
     nonce
 }
 
-/// The AES-256-GCM cipher under the per-object key. The derived key lives only in a buffer
-/// wiped on drop (here, once the cipher is keyed); the cipher wipes its key schedule on drop.
-fn object_cipher(user: &UserKey, salt: &[u8; SALT_LEN]) -> Aes256Gcm {
+/// The AES-256-GCM cipher under the per-object key derived from `ikm` with `info`. The derived
+/// key lives only in a buffer wiped on drop (here, once the cipher is keyed); the cipher wipes
+/// its key schedule on drop.
+fn object_cipher(ikm: &[u8; KEY_LEN], salt: &[u8; SALT_LEN], info: &[u8]) -> Aes256Gcm {
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
-    hkdf_sha256_into(user.expose_bytes(), salt, PACK_KEY_INFO, &mut key);
+    hkdf_sha256_into(ikm, salt, info, &mut key);
     Aes256Gcm::new((&*key).into())
+}
+
+/// The cipher of a version-2 pack at `place`.
+fn cipher_v2(root: &PackRootKey, place: PackPlace<'_>, salt: &[u8; SALT_LEN]) -> Aes256Gcm {
+    object_cipher(root.expose_bytes(), salt, &place.key_info())
+}
+
+/// The cipher of a version-1 pack.
+fn cipher_v1(user: &UserKey, salt: &[u8; SALT_LEN]) -> Aes256Gcm {
+    object_cipher(user.expose_bytes(), salt, PACK_KEY_INFO)
+}
+
+/// The header's record of `params` under `scheme`.
+fn seal_info(params: SealParams, scheme: KeyScheme) -> chunk_format::pack::SealInfo {
+    chunk_format::pack::SealInfo {
+        scheme,
+        key_id: params.key_id.get(),
+        salt: params.salt,
+        nonce_prefix: params.nonce_prefix,
+    }
 }
 
 /// Seals one pack's frames, strictly in counter order, nothing after the last.
 pub struct PackSealer {
     cipher: Aes256Gcm,
     params: SealParams,
+    scheme: KeyScheme,
     /// The counter the next frame must have.
     next: u32,
     finished: bool,
 }
 
 impl PackSealer {
-    /// Starts a pack sealed under `user` (derived from key `key_id`), with fresh random
-    /// [`SealParams`].
-    pub fn new(user: &UserKey, key_id: KeyId) -> Result<PackSealer> {
-        Ok(PackSealer::with_params(user, SealParams::random(key_id)?))
+    /// Starts a version-2 pack of `place`, sealed under the user's pack root key `root`
+    /// (derived from key `key_id`), with fresh random [`SealParams`].
+    pub fn new(root: &PackRootKey, place: PackPlace<'_>, key_id: KeyId) -> Result<PackSealer> {
+        let params = SealParams::random(key_id)?;
+        Ok(PackSealer::from_cipher(
+            cipher_v2(root, place, &params.salt),
+            params,
+            KeyScheme::V2,
+        ))
     }
 
-    /// Starts a pack with caller-chosen parameters. **Only for test vectors; never enable the
-    /// `insecure-fixed-nonces` feature in production: it allows nonce reuse.** Two packs sealed
-    /// under one user key with the same parameters reuse nonces, which breaks confidentiality
-    /// and authenticity.
+    /// Starts a version-2 pack with caller-chosen parameters. **Only for test vectors; never
+    /// enable the `insecure-fixed-nonces` feature in production: it allows nonce reuse.** Two
+    /// packs sealed under one key and place with the same parameters reuse nonces, which breaks
+    /// confidentiality and authenticity.
     ///
     /// Public only with the non-default cargo feature `insecure-fixed-nonces` (and inside this
     /// crate's unit tests).
     #[cfg(any(test, feature = "insecure-fixed-nonces"))]
-    pub fn with_params_for_tests(user: &UserKey, params: SealParams) -> PackSealer {
-        PackSealer::with_params(user, params)
+    pub fn with_params_for_tests(
+        root: &PackRootKey,
+        place: PackPlace<'_>,
+        params: SealParams,
+    ) -> PackSealer {
+        PackSealer::from_cipher(cipher_v2(root, place, &params.salt), params, KeyScheme::V2)
     }
 
-    fn with_params(user: &UserKey, params: SealParams) -> PackSealer {
+    /// Starts a version-1 pack (the key derived from the Omi user key, bound to no place) with
+    /// caller-chosen parameters: only to make the old format in tests (this version reads
+    /// version 1 and never writes it). The same warning as
+    /// [`PackSealer::with_params_for_tests`] applies.
+    #[cfg(any(test, feature = "insecure-fixed-nonces"))]
+    pub fn v1_with_params_for_tests(user: &UserKey, params: SealParams) -> PackSealer {
+        PackSealer::from_cipher(cipher_v1(user, &params.salt), params, KeyScheme::V1)
+    }
+
+    fn from_cipher(cipher: Aes256Gcm, params: SealParams, scheme: KeyScheme) -> PackSealer {
         PackSealer {
-            cipher: object_cipher(user, &params.salt),
+            cipher,
             params,
+            scheme,
             next: 0,
             finished: false,
         }
+    }
+
+    /// How this pack's key is derived (the header version it is written as).
+    pub fn scheme(&self) -> KeyScheme {
+        self.scheme
+    }
+
+    /// What the pack header records: scheme, key id, salt and nonce prefix.
+    pub fn seal_info(&self) -> chunk_format::pack::SealInfo {
+        seal_info(self.params, self.scheme)
     }
 
     /// The parameters to record in the pack header.
@@ -251,6 +357,7 @@ impl fmt::Debug for PackSealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PackSealer")
             .field("params", &self.params)
+            .field("scheme", &self.scheme)
             .field("next", &self.next)
             .field("finished", &self.finished)
             .finish_non_exhaustive()
@@ -261,16 +368,34 @@ impl fmt::Debug for PackSealer {
 pub struct PackOpener {
     cipher: Aes256Gcm,
     params: SealParams,
+    scheme: KeyScheme,
 }
 
 impl PackOpener {
-    /// Prepares to open a pack whose header recorded `params`, under `user` (which must be the
-    /// user key derived from `params.key_id`; [`crate::Keyring::pack_opener`] picks it).
-    pub fn new(user: &UserKey, params: &SealParams) -> PackOpener {
+    /// Prepares to open a version-2 pack of `place` whose header recorded `params`, under the
+    /// user's pack root key `root` (which must be derived from `params.key_id`;
+    /// [`crate::Keyring::pack_opener`] picks it).
+    pub fn new(root: &PackRootKey, place: PackPlace<'_>, params: &SealParams) -> PackOpener {
         PackOpener {
-            cipher: object_cipher(user, &params.salt),
+            cipher: cipher_v2(root, place, &params.salt),
             params: *params,
+            scheme: KeyScheme::V2,
         }
+    }
+
+    /// Prepares to open a version-1 pack whose header recorded `params`, under the user's Omi
+    /// key `user` (derived from `params.key_id`).
+    pub fn v1(user: &UserKey, params: &SealParams) -> PackOpener {
+        PackOpener {
+            cipher: cipher_v1(user, &params.salt),
+            params: *params,
+            scheme: KeyScheme::V1,
+        }
+    }
+
+    /// How the key of the pack this opener opens is derived.
+    pub fn scheme(&self) -> KeyScheme {
+        self.scheme
     }
 
     /// The parameters this opener was made with.
@@ -315,6 +440,7 @@ impl fmt::Debug for PackOpener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PackOpener")
             .field("params", &self.params)
+            .field("scheme", &self.scheme)
             .finish_non_exhaustive()
     }
 }
@@ -322,7 +448,14 @@ impl fmt::Debug for PackOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::MasterSecret;
     use crate::keys::hkdf_sha256;
+
+    const PLACE: PackPlace<'static> = PackPlace::new("u", "c");
+
+    fn root() -> PackRootKey {
+        PackRootKey::from_bytes([3; 32])
+    }
 
     fn params() -> SealParams {
         SealParams {
@@ -357,8 +490,7 @@ mod tests {
 
     #[test]
     fn sealer_enforces_order_and_last() {
-        let user = UserKey::from_bytes([3; 32]);
-        let mut sealer = PackSealer::with_params_for_tests(&user, params());
+        let mut sealer = PackSealer::with_params_for_tests(&root(), PLACE, params());
         assert_eq!(sealer.next_counter(), Some(0));
         assert!(matches!(
             sealer.seal(1, b"", b"x", false),
@@ -387,22 +519,21 @@ mod tests {
 
     #[test]
     fn largest_counter_is_kept_for_the_final_segment() {
-        let user = UserKey::from_bytes([3; 32]);
-        let mut sealer = PackSealer::with_params_for_tests(&user, params());
+        let mut sealer = PackSealer::with_params_for_tests(&root(), PLACE, params());
         sealer.next = u32::MAX;
         assert!(matches!(
             sealer.seal(u32::MAX, b"", b"x", false),
             Err(CryptoError::CounterExhausted)
         ));
         let sealed = sealer.seal(u32::MAX, b"", b"end", true).unwrap();
-        let opener = PackOpener::new(&user, &params());
+        let opener = PackOpener::new(&root(), PLACE, &params());
         assert_eq!(opener.open(u32::MAX, b"", &sealed, true).unwrap(), b"end");
     }
 
     #[test]
-    fn known_answer_seals_byte_for_byte() {
-        // The worked example of docs/FORMAT.md ("Pack sealing (STREAM)"), computed independently
-        // with Python `cryptography`; tests/stream_compat.rs opens the same bytes.
+    fn known_answer_seals_version_1_byte_for_byte() {
+        // The version-1 worked example of docs/FORMAT.md ("Pack sealing (STREAM)"), computed
+        // independently with Python `cryptography`; tests/stream_compat.rs opens the same bytes.
         let user = UserKey::from_bytes([0x42; 32]);
         let params = SealParams {
             key_id: KeyId::new(3),
@@ -417,7 +548,8 @@ mod tests {
             )),
             "cec52949e7122ec4d1f54b8df99a80f84492136e1a6eede26320193a0ed5e41e"
         );
-        let mut sealer = PackSealer::with_params_for_tests(&user, params);
+        let mut sealer = PackSealer::v1_with_params_for_tests(&user, params);
+        assert_eq!(sealer.seal_info().scheme, KeyScheme::V1);
         assert_eq!(
             hex::encode(sealer.seal(0, b"hdr|e0", b"chunk 0", false).unwrap()),
             "5e1a0daadd75d2451cb814e314c5a062c9794cfa109943"
@@ -425,6 +557,93 @@ mod tests {
         assert_eq!(
             hex::encode(sealer.seal(1, b"hdr", b"index", true).unwrap()),
             "71f2c54ca5a3a03351980980034912e14fc97155b2"
+        );
+    }
+
+    #[test]
+    fn known_answer_seals_version_2_byte_for_byte() {
+        // The version-2 worked example of docs/FORMAT.md, computed independently with Python
+        // `cryptography` (the script is in that section).
+        let secret = MasterSecret::new(format!("omi_{}", "0".repeat(60)).into_bytes()).unwrap();
+        let root = PackRootKey::derive(&secret, "test-uid");
+        assert_eq!(
+            hex::encode(root.expose_bytes()),
+            "d0221c9ed056d20ae80b2354d3b2eb4bb75355db749771c5a3fc777e99c49d75"
+        );
+        let place = PackPlace::new("test-uid", "conv-1");
+        assert_eq!(
+            hex::encode(place.key_info()),
+            "6368756e6b7661756c74207061636b2076320000000000000008746573742d756964\
+             0000000000000006636f6e762d31"
+        );
+        let params = SealParams {
+            key_id: KeyId::new(3),
+            salt: *b"0123456789abcdef",
+            nonce_prefix: *b"nonce-p",
+        };
+        assert_eq!(
+            hex::encode(*hkdf_sha256(
+                root.expose_bytes(),
+                &params.salt,
+                &place.key_info()
+            )),
+            "f5379998eec530798de471a18d9a796698e27f2a37b56e246236b6b56f99c782"
+        );
+        let mut sealer = PackSealer::with_params_for_tests(&root, place, params);
+        assert_eq!(sealer.seal_info().scheme, KeyScheme::V2);
+        assert_eq!(
+            hex::encode(sealer.seal(0, b"hdr|e0", b"chunk 0", false).unwrap()),
+            "76f41f3bb46624d49dfc477eca166d8f0f9d1579088829"
+        );
+        assert_eq!(
+            hex::encode(sealer.seal(1, b"hdr", b"index", true).unwrap()),
+            "cd32b8d2253bd47f115c19f8d66c4c42ea8f7206eb"
+        );
+    }
+
+    #[test]
+    fn version_2_keys_bind_user_and_conversation() {
+        let root = root();
+        let mut sealer = PackSealer::with_params_for_tests(&root, PLACE, params());
+        let frame = sealer.seal(0, b"aad", b"audio", true).unwrap();
+        let opens = |root: &PackRootKey, place| {
+            PackOpener::new(root, place, &params())
+                .open(0, b"aad", &frame, true)
+                .is_ok()
+        };
+        assert!(opens(&root, PLACE));
+        assert!(
+            !opens(&root, PackPlace::new("u", "c2")),
+            "other conversation"
+        );
+        assert!(
+            !opens(&root, PackPlace::new("u2", "c")),
+            "other user, same root"
+        );
+        // Length prefixes: moving bytes between the two ids changes the key.
+        assert!(!opens(&root, PackPlace::new("uc", "")));
+        assert!(
+            !opens(&PackRootKey::from_bytes([4; 32]), PLACE),
+            "other root"
+        );
+        // The version-1 key of the same bytes is another key.
+        assert!(
+            PackOpener::v1(&UserKey::from_bytes([3; 32]), &params())
+                .open(0, b"aad", &frame, true)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn pack_root_is_not_the_omi_user_key() {
+        let secret = MasterSecret::new(vec![7; 32]).unwrap();
+        assert_ne!(
+            PackRootKey::derive(&secret, "u").expose_bytes(),
+            UserKey::derive(&secret, "u").expose_bytes()
+        );
+        assert_eq!(
+            format!("{:?}", PackRootKey::derive(&secret, "u")),
+            "PackRootKey(redacted)"
         );
     }
 
@@ -440,7 +659,7 @@ mod tests {
 
     #[test]
     fn short_sealed_frame_is_typed() {
-        let opener = PackOpener::new(&UserKey::from_bytes([3; 32]), &params());
+        let opener = PackOpener::new(&root(), PLACE, &params());
         assert!(matches!(
             opener.open(4, b"", &[0; 15], false),
             Err(CryptoError::FrameTooShort {

@@ -6,13 +6,14 @@
 //! [`SealParams`] converts to and from the header's [`SealInfo`].
 //!
 //! ```
-//! use chunk_crypto::pack::{PackOpener, PackSealer, SealParams};
-//! use chunk_crypto::{KeyId, UserKey};
+//! use chunk_crypto::pack::{PackOpener, PackPlace, PackSealer, SealParams};
+//! use chunk_crypto::{KeyId, PackRootKey};
 //! use chunk_format::Timestamp;
 //! use chunk_format::pack::{PackConfig, PackEncoder, PackTail};
 //!
-//! let user = UserKey::from_bytes([1; 32]);
-//! let sealer = PackSealer::new(&user, KeyId::new(1))?;
+//! let root = PackRootKey::from_bytes([1; 32]);
+//! let place = PackPlace::new("alice", "conv-1");
+//! let sealer = PackSealer::new(&root, place, KeyId::new(1))?;
 //! let mut enc = PackEncoder::new(PackConfig::default(), Some(Box::new(sealer)))?;
 //! let mut object = enc.push_chunk(Timestamp::from_millis(0).unwrap(), &[7u8; 3200])?;
 //! object.extend(enc.finish()?);
@@ -20,7 +21,7 @@
 //! // Reader: the header (from the tail) says how to build the opener.
 //! let tail = PackTail::new(&object, object.len() as u64)?;
 //! let params = SealParams::from(*tail.header().seal().unwrap());
-//! let opener = PackOpener::new(&user, &params);
+//! let opener = PackOpener::new(&root, place, &params);
 //! let index = tail.index(Some(&opener))?;
 //! let frame = index.frame_bytes(0, &object)?;
 //! assert_eq!(index.decode_frame(0, frame, Some(&opener))?, vec![7u8; 3200]);
@@ -32,16 +33,8 @@ use chunk_format::pack::{SealError, SealInfo, SegmentOpener, SegmentSealer};
 use crate::KeyId;
 use crate::pack::{PackOpener, PackSealer, SealParams, TAG_LEN};
 
-impl From<SealParams> for SealInfo {
-    fn from(params: SealParams) -> SealInfo {
-        SealInfo {
-            key_id: params.key_id.get(),
-            salt: params.salt,
-            nonce_prefix: params.nonce_prefix,
-        }
-    }
-}
-
+/// The key id, salt and nonce prefix of a header's record (its scheme picks the opener:
+/// [`PackOpener::new`] or [`PackOpener::v1`]).
 impl From<SealInfo> for SealParams {
     fn from(info: SealInfo) -> SealParams {
         SealParams {
@@ -54,7 +47,7 @@ impl From<SealInfo> for SealParams {
 
 impl SegmentSealer for PackSealer {
     fn seal_info(&self) -> SealInfo {
-        self.params().into()
+        PackSealer::seal_info(self)
     }
 
     fn overhead(&self) -> usize {
@@ -91,30 +84,32 @@ impl SegmentOpener for PackOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::UserKey;
+    use crate::KeyId;
+    use crate::PackRootKey;
+    use crate::pack::{KeyScheme, PackPlace};
 
     #[test]
     fn seal_info_round_trips() {
-        let params = SealParams {
-            key_id: KeyId::new(0x0102_0304),
-            salt: [5; 16],
-            nonce_prefix: [6; 7],
-        };
-        let info = SealInfo::from(params);
+        let root = PackRootKey::from_bytes([2; 32]);
+        let sealer =
+            PackSealer::new(&root, PackPlace::new("u", "c"), KeyId::new(0x0102_0304)).unwrap();
+        let info = SegmentSealer::seal_info(&sealer);
         assert_eq!(info.key_id, 0x0102_0304);
-        assert_eq!(SealParams::from(info), params);
+        assert_eq!(info.scheme, KeyScheme::V2);
+        assert_eq!(SealParams::from(info), sealer.params());
     }
 
     #[test]
     fn trait_calls_reach_the_stream_sealer() {
-        let user = UserKey::from_bytes([2; 32]);
-        let mut sealer = PackSealer::new(&user, KeyId::new(3)).unwrap();
+        let root = PackRootKey::from_bytes([2; 32]);
+        let place = PackPlace::new("u", "c");
+        let mut sealer = PackSealer::new(&root, place, KeyId::new(3)).unwrap();
         let info = SegmentSealer::seal_info(&sealer);
         let sealed = SegmentSealer::seal(&mut sealer, 0, b"aad", b"frame", false).unwrap();
         assert_eq!(sealed.len(), 5 + SegmentSealer::overhead(&sealer));
         // Out of order is refused through the trait too.
         assert!(SegmentSealer::seal(&mut sealer, 5, b"aad", b"x", false).is_err());
-        let opener = PackOpener::new(&user, &SealParams::from(info));
+        let opener = PackOpener::new(&root, place, &SealParams::from(info));
         assert_eq!(
             SegmentOpener::open(&opener, 0, b"aad", &sealed, false).unwrap(),
             b"frame"

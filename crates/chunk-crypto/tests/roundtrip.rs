@@ -1,8 +1,8 @@
 //! Property tests: seal/open round-trips, single-bit tampering, and total parsing of
 //! arbitrary bytes. Case counts follow `PROPTEST_CASES` (`cargo xtask proptest`).
 
-use chunk_crypto::pack::{PackOpener, PackSealer, SealParams, sealed_len};
-use chunk_crypto::{CryptoError, KeyId, UserKey, omi};
+use chunk_crypto::pack::{PackOpener, PackPlace, PackSealer, SealParams, sealed_len};
+use chunk_crypto::{CryptoError, KeyId, PackRootKey, UserKey, omi};
 use proptest::prelude::*;
 
 fn plaintexts() -> impl Strategy<Value = Vec<Vec<u8>>> {
@@ -84,9 +84,12 @@ proptest! {
         chunks in plaintexts(),
         header in prop::collection::vec(any::<u8>(), 0..64),
         order in any::<u64>(),
+        uid in "[a-z0-9]{1,12}",
+        conversation in "[a-z0-9-]{0,12}",
     ) {
-        let user = UserKey::from_bytes(key);
-        let mut sealer = PackSealer::new(&user, key_id).unwrap();
+        let root = PackRootKey::from_bytes(key);
+        let place = PackPlace::new(&uid, &conversation);
+        let mut sealer = PackSealer::new(&root, place, key_id).unwrap();
         let params = sealer.params();
         prop_assert_eq!(params.key_id, key_id);
         let last = chunks.len() - 1;
@@ -98,7 +101,7 @@ proptest! {
             sealed.push(frame);
         }
         prop_assert!(sealer.is_finished());
-        let opener = PackOpener::new(&user, &SealParams::from_bytes(&params.to_bytes()));
+        let opener = PackOpener::new(&root, place, &SealParams::from_bytes(&params.to_bytes()));
         // Open frames alone, in an order derived from `order` (a rotation of the indices).
         let start = (order as usize) % chunks.len();
         for k in 0..chunks.len() {
@@ -118,8 +121,9 @@ proptest! {
         pick in any::<prop::sample::Index>(),
         bit in 0u8..8,
     ) {
-        let user = UserKey::from_bytes(key);
-        let mut sealer = PackSealer::new(&user, key_id).unwrap();
+        let root = PackRootKey::from_bytes(key);
+        let place = PackPlace::new("u", "c");
+        let mut sealer = PackSealer::new(&root, place, key_id).unwrap();
         let params = sealer.params();
         let mut sealed = sealer.seal(0, &aad, &chunk, true).unwrap();
         let mut aad = aad;
@@ -130,7 +134,7 @@ proptest! {
             let at = pick.index(aad.len());
             aad[at] ^= 1 << bit;
         }
-        let opener = PackOpener::new(&user, &params);
+        let opener = PackOpener::new(&root, place, &params);
         let result = opener.open(0, &aad, &sealed, true);
         prop_assert!(matches!(result, Err(CryptoError::Decrypt { index: 0 })), "{:?}", result);
     }

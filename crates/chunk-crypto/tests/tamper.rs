@@ -1,11 +1,14 @@
 //! The tamper suite: every way a stored object can be altered, replayed or opened with the
 //! wrong key is one test, and each must fail to open with a typed error naming the frame.
 
-use chunk_crypto::pack::{PackOpener, PackSealer, SealParams, sealed_len};
-use chunk_crypto::{CryptoError, KeyId, Keyring, MasterSecret, UserKey, omi};
+use chunk_crypto::pack::{KeyScheme, PackOpener, PackPlace, PackSealer, SealParams, sealed_len};
+use chunk_crypto::{CryptoError, KeyId, Keyring, MasterSecret, PackRootKey, UserKey, omi};
 use chunk_format::frames::FrameError;
+use chunk_format::pack::SealInfo;
 
 const UID: &str = "oracle-uid";
+/// The conversation every sealed pack of these tests belongs to.
+const CONV: &str = "conv-1";
 
 fn secret(byte: u8) -> MasterSecret {
     MasterSecret::new(vec![byte; 64]).expect("64-byte secret")
@@ -215,7 +218,9 @@ impl Pack {
     const CHUNKS: usize = 3;
 
     fn seal(ring: &Keyring, uid: &str) -> Pack {
-        let mut sealer = ring.pack_sealer(uid).expect("active key");
+        let mut sealer = ring
+            .pack_sealer(PackPlace::new(uid, CONV))
+            .expect("active key");
         let mut header = b"CVPK\x01codec=pcm16;rate=16000;".to_vec();
         header.extend_from_slice(&sealer.params().to_bytes());
         let mut entries = Vec::new();
@@ -265,9 +270,23 @@ impl Pack {
         )
     }
 
+    /// What a version-2 header records for these parameters.
+    fn seal_info(&self) -> SealInfo {
+        seal_info(self.params())
+    }
+
     fn opener(&self, ring: &Keyring, uid: &str) -> PackOpener {
-        ring.pack_opener(uid, &self.params())
+        ring.pack_opener(PackPlace::new(uid, CONV), &self.seal_info())
             .expect("key id in the ring")
+    }
+}
+
+fn seal_info(params: SealParams) -> SealInfo {
+    SealInfo {
+        scheme: KeyScheme::V2,
+        key_id: params.key_id.get(),
+        salt: params.salt,
+        nonce_prefix: params.nonce_prefix,
     }
 }
 
@@ -389,6 +408,21 @@ fn pack_wrong_user_fails() {
 }
 
 #[test]
+fn pack_of_another_conversation_fails() {
+    let ring = ring();
+    let pack = Pack::seal(&ring, UID);
+    let opener = ring
+        .pack_opener(
+            PackPlace::new(UID, "another-conversation"),
+            &pack.seal_info(),
+        )
+        .unwrap();
+    for i in 0..pack.frames.len() {
+        assert_decrypt_fails(pack.open(&opener, i), i);
+    }
+}
+
+#[test]
 fn pack_wrong_key_id_fails() {
     let ring = ring();
     let pack = Pack::seal(&ring, UID);
@@ -396,12 +430,13 @@ fn pack_wrong_key_id_fails() {
     // The header claims key k2 (present in the ring): other user key, and the header is AAD.
     let mut params = pack.params();
     params.key_id = KeyId::new(2);
-    let opener = ring.pack_opener(UID, &params).unwrap();
+    let place = PackPlace::new(UID, CONV);
+    let opener = ring.pack_opener(place, &seal_info(params)).unwrap();
     assert_decrypt_fails(pack.open(&opener, 0), 0);
     // A key id the ring does not hold is refused before any decryption.
     params.key_id = KeyId::new(9);
     assert!(matches!(
-        ring.pack_opener(UID, &params),
+        ring.pack_opener(place, &seal_info(params)),
         Err(CryptoError::UnknownKey { id }) if id == KeyId::new(9)
     ));
 }
@@ -459,7 +494,7 @@ fn pack_under_removed_key_is_unreadable_and_rotation_reseals() {
     // k2, k1 is dropped.
     ring.set_active(KeyId::new(2)).unwrap();
     let reader = old.opener(&ring, UID);
-    let mut sealer = ring.pack_sealer(UID).unwrap();
+    let mut sealer = ring.pack_sealer(PackPlace::new(UID, CONV)).unwrap();
     assert_eq!(sealer.params().key_id, KeyId::new(2));
     let mut header = old.header[..old.header.len() - chunk_crypto::pack::SEAL_PARAMS_LEN].to_vec();
     header.extend_from_slice(&sealer.params().to_bytes());
@@ -488,28 +523,31 @@ fn pack_under_removed_key_is_unreadable_and_rotation_reseals() {
     ring.remove(KeyId::new(1)).unwrap();
 
     assert!(matches!(
-        ring.pack_opener(UID, &old.params()),
+        ring.pack_opener(PackPlace::new(UID, CONV), &old.seal_info()),
         Err(CryptoError::UnknownKey { id }) if id == KeyId::new(1)
     ));
     let opener = new.opener(&ring, UID);
     for i in 0..new.frames.len() {
         assert_eq!(
             new.open(&opener, i).unwrap(),
-            old.open(&PackOpener::new(&key_of(b'a'), &old.params()), i)
-                .unwrap()
+            old.open(
+                &PackOpener::new(&root_of(b'a'), PackPlace::new(UID, CONV), &old.params()),
+                i
+            )
+            .unwrap()
         );
     }
 }
 
-/// The user key under a secret of 64 × `byte`, derived without the ring.
-fn key_of(byte: u8) -> UserKey {
-    UserKey::derive(&secret(byte), UID)
+/// The pack root key under a secret of 64 × `byte`, derived without the ring.
+fn root_of(byte: u8) -> PackRootKey {
+    PackRootKey::derive(&secret(byte), UID)
 }
 
 #[test]
 fn sealer_refuses_frames_out_of_order_and_after_last() {
-    let user = key_of(b'a');
-    let mut sealer = PackSealer::new(&user, KeyId::new(1)).unwrap();
+    let root = root_of(b'a');
+    let mut sealer = PackSealer::new(&root, PackPlace::new(UID, CONV), KeyId::new(1)).unwrap();
     sealer.seal(0, b"h", b"a", false).unwrap();
     assert!(matches!(
         sealer.seal(2, b"h", b"c", false),
@@ -531,9 +569,14 @@ fn sealer_refuses_frames_out_of_order_and_after_last() {
 
 #[test]
 fn two_sealers_never_share_parameters() {
-    let user = key_of(b'a');
-    let a = PackSealer::new(&user, KeyId::new(1)).unwrap().params();
-    let b = PackSealer::new(&user, KeyId::new(1)).unwrap().params();
+    let root = root_of(b'a');
+    let place = PackPlace::new(UID, CONV);
+    let a = PackSealer::new(&root, place, KeyId::new(1))
+        .unwrap()
+        .params();
+    let b = PackSealer::new(&root, place, KeyId::new(1))
+        .unwrap()
+        .params();
     assert_ne!(a.salt, b.salt);
     assert_ne!(a.nonce_prefix, b.nonce_prefix);
 }

@@ -3,7 +3,7 @@
 //! against its index), holding one decoded chunk at a time.
 
 use chunk_format::{ObjectKind, ObjectName};
-use chunk_store::UserId;
+use chunk_store::{ConversationId, UserId};
 
 use crate::decode::{decode_omi_object, on_blocking};
 use crate::policy::OpenFor;
@@ -21,7 +21,8 @@ pub struct ObjectCheck {
 }
 
 impl ChunkService {
-    /// Reads the object at `path` (named `name`, `size` bytes as listed) of user `uid` and
+    /// Reads the object at `path` (named `name`, `size` bytes as listed) of user `uid`'s
+    /// conversation `conversation` (a version-2 pack opens only at its own place) and
     /// decodes every chunk, as a download would: a pack's index, authentication or CRC-32C of
     /// every frame, and its name against the index; an Omi object opened with the user's key
     /// and decoded. Fails with the reason the object is bad: empty, undecodable, sealed without
@@ -31,6 +32,7 @@ impl ChunkService {
     pub async fn check_object(
         &self,
         uid: &UserId,
+        conversation: &ConversationId,
         path: &str,
         name: &ObjectName,
         size: u64,
@@ -38,7 +40,7 @@ impl ChunkService {
         if name.kind() == ObjectKind::Pack {
             let sealing = self.pack_sealing(uid).await?;
             let pack = self
-                .read_pack_stored(uid, path, sealing, OpenFor::Reading)
+                .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading)
                 .await?;
             return on_blocking(path, move || {
                 let mut pcm_bytes = 0;

@@ -20,8 +20,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chunk_crypto::pack::SealParams;
-use chunk_format::pack::{PackConfig, PackTail};
+use chunk_format::pack::{KeyScheme, PackConfig, PackTail, SealInfo};
 use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, UserId};
 
@@ -41,8 +40,9 @@ pub enum KeyRotation {
     /// Leave packs that are large enough alone, whatever their key.
     #[default]
     Keep,
-    /// Re-seal every sealed pack whose key id is not the active one (one tail read per pack
-    /// while planning).
+    /// Re-seal every sealed pack whose key id is not the active one, or that is sealed under
+    /// the old key scheme (a version-1 pack, whose key is bound to the user only), one tail
+    /// read per pack while planning.
     ResealToActive,
 }
 
@@ -167,16 +167,16 @@ impl ChunkService {
                 .get(&entry.start.as_millis())
                 .is_some_and(|&n| n > 1)
         };
-        // The key id of every pack that may be merged or re-sealed (`None`: plaintext), from
+        // The seal of every pack that may be merged or re-sealed (`None`: plaintext), from
         // one tail read each.
-        let mut seals: std::collections::HashMap<String, Option<u32>> = Default::default();
+        let mut seals: std::collections::HashMap<String, Option<SealInfo>> = Default::default();
         for entry in &listing.chunks {
             let is_pack = entry.kind == ObjectKind::Pack;
             let long = is_pack && end_bound_ms(entry) - entry.start.as_millis() >= target_ms;
             if is_pack
                 && (!long || shares_start(entry) || options.rotation == KeyRotation::ResealToActive)
             {
-                seals.insert(entry.path.clone(), self.pack_key_id(uid, entry).await?);
+                seals.insert(entry.path.clone(), self.pack_seal(entry).await?);
             }
         }
         // Plaintext never goes into sealed output: where the new packs would be sealed (the
@@ -217,7 +217,9 @@ impl ChunkService {
                     .get(&entry.path)
                     .copied()
                     .flatten()
-                    .is_some_and(|id| Some(id) != active);
+                    .is_some_and(|seal| {
+                        Some(seal.key_id) != active || seal.scheme != KeyScheme::V2
+                    });
             if (long && !reseal && !shares_start(&entry)) || (any_sealed && is_plaintext(&entry)) {
                 alone_starts.insert(entry.start.as_millis());
                 flush(&mut current, &mut current_reseal, &mut groups);
@@ -273,12 +275,8 @@ impl ChunkService {
         })
     }
 
-    async fn pack_key_id(
-        &self,
-        uid: &UserId,
-        entry: &ListEntry,
-    ) -> Result<Option<u32>, ServiceError> {
-        let _ = uid;
+    /// What the pack's header records about its seal (`None`: plaintext), from one tail read.
+    async fn pack_seal(&self, entry: &ListEntry) -> Result<Option<SealInfo>, ServiceError> {
         let tail_len = PackTail::read_len(entry.size);
         let tail = self
             .inner
@@ -289,10 +287,7 @@ impl ChunkService {
             path: entry.path.clone(),
             reason: e.to_string(),
         })?;
-        Ok(tail
-            .header()
-            .seal()
-            .map(|s| SealParams::from(*s).key_id.get()))
+        Ok(tail.header().seal().copied())
     }
 
     /// Executes a plan group by group: decode the sources, write one pack create-only, read it
@@ -345,7 +340,7 @@ impl ChunkService {
             let mut decoded = None;
             for candidate in &candidates {
                 match self
-                    .decode_for_compaction(uid, candidate, key.as_ref(), sealing)
+                    .decode_for_compaction(uid, conversation, candidate, key.as_ref(), sealing)
                     .await
                 {
                     Ok(found) => {
@@ -422,6 +417,7 @@ impl ChunkService {
     async fn decode_for_compaction(
         &self,
         uid: &UserId,
+        conversation: &ConversationId,
         source: &ListEntry,
         key: Option<&chunk_crypto::UserKey>,
         sealing: PackSealing,
@@ -429,7 +425,9 @@ impl ChunkService {
         let omi_format = AudioFormat::mono(self.inner.config.pack.sample_rate);
         let limit = self.inner.config.max_decoded_chunk as u64;
         if source.kind == ObjectKind::Pack {
-            let pack = self.read_pack_chunks(uid, &source.path, sealing).await?;
+            let pack = self
+                .read_pack_chunks(uid, conversation, &source.path, sealing)
+                .await?;
             let chunks = pack
                 .chunks
                 .into_iter()

@@ -353,7 +353,14 @@ impl ChunkService {
         let planned = plan(&listing.chunks, request, options.sample_rate);
         let sealing = self.pack_sealing(uid).await?;
         let (mut jobs, mut skipped_packs) = self
-            .expand(uid, &listing.chunks, planned, options.skip_bad, sealing)
+            .expand(
+                uid,
+                conversation,
+                &listing.chunks,
+                planned,
+                options.skip_bad,
+                sealing,
+            )
             .await?;
         if jobs.is_empty() {
             return Err(no_audio());
@@ -504,6 +511,7 @@ impl ChunkService {
     async fn expand(
         &self,
         uid: &UserId,
+        conversation: &ConversationId,
         entries: &[ListEntry],
         planned: Vec<Planned>,
         skip_bad: bool,
@@ -520,7 +528,7 @@ impl ChunkService {
                         Planned::Omi(_) => Ok((planned, None)),
                         Planned::Pack(entry, _) => {
                             match self
-                                .load_pack(uid, &entry.path, entry.size, &entry.name, sealing)
+                                .load_pack(uid, conversation, &entry.path, entry.size, &entry.name, sealing)
                                 .await
                             {
                                 Ok(pack) => Ok((planned, Some(pack))),

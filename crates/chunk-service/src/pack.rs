@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chunk_crypto::pack::{PackOpener, SealParams};
+use chunk_crypto::pack::{PackOpener, PackPlace};
 use chunk_format::pack::{
     Codec, ENTRY_LEN, FrameCodec, INDEX_FIXED_LEN, PackConfig, PackEncoder, PackError, PackIndex,
     PackTail, TRAILER_LEN, pack_name_end,
@@ -313,18 +313,19 @@ impl ChunkService {
         // packs must be sealed.
         let sealing = self.pack_sealing_at(level);
         if store.stat(&path).await?.is_some() {
-            self.verify_pack(uid, &path, &chunks, sealing).await?;
+            self.verify_pack(uid, conversation, &path, &chunks, sealing)
+                .await?;
             // Found, not written: its writer may have died between rename and sync.
             store.make_durable(&path).await?;
             return Ok((path, false));
         }
         match self
-            .stream_pack(uid, &path, &inputs, level, PutMode::CreateOnly, config)
+            .stream_pack(uid, conversation, &path, &inputs, level, config)
             .await
         {
             Ok(()) => Ok((path, true)),
             Err(ServiceError::Store(StoreError::AlreadyExists { .. })) => self
-                .verify_pack(uid, &path, &chunks, sealing)
+                .verify_pack(uid, conversation, &path, &chunks, sealing)
                 .await
                 .map(|()| (path, false)),
             Err(other) => Err(other),
@@ -352,18 +353,20 @@ impl ChunkService {
             .map_err(|e| ServiceError::InvalidInput(e.to_string()))
     }
 
-    /// Encodes a pack in the format `config` to `path`: with one PUT up to [`SINGLE_PUT_MAX`]
-    /// bytes of input, else streamed (one write per chunk, then index and trailer); a failure
-    /// leaves no object.
+    /// Encodes a pack in the format `config` to `path` (in `conversation` of `uid`, which a
+    /// sealed pack's key is bound to), create-only: with one PUT up to [`SINGLE_PUT_MAX`] bytes
+    /// of input, else streamed (one write per chunk, then index and trailer); a failure leaves
+    /// no object.
     pub(crate) async fn stream_pack(
         &self,
         uid: &UserId,
+        conversation: &ConversationId,
         path: &str,
         chunks: &[PackInput],
         level: ProtectionLevel,
-        mode: PutMode,
         config: PackConfig,
     ) -> Result<(), ServiceError> {
+        let mode = PutMode::CreateOnly;
         let sealer = if level.service_encrypts() {
             let keyring =
                 self.inner
@@ -372,13 +375,12 @@ impl ChunkService {
                     .ok_or_else(|| ServiceError::NoKeyMaterial {
                         uid: uid.to_string(),
                     })?;
-            let sealer =
-                keyring
-                    .pack_sealer(uid.as_str())
-                    .map_err(|source| ServiceError::Crypto {
-                        path: path.to_owned(),
-                        source,
-                    })?;
+            let sealer = keyring
+                .pack_sealer(PackPlace::new(uid.as_str(), conversation.as_str()))
+                .map_err(|source| ServiceError::Crypto {
+                    path: path.to_owned(),
+                    source,
+                })?;
             Some(Box::new(sealer) as Box<dyn chunk_format::pack::SegmentSealer>)
         } else {
             None
@@ -443,12 +445,13 @@ impl ChunkService {
     async fn verify_pack(
         &self,
         uid: &UserId,
+        conversation: &ConversationId,
         path: &str,
         chunks: &[Chunk],
         sealing: PackSealing,
     ) -> Result<(), ServiceError> {
         let stored = self
-            .read_pack_stored(uid, path, sealing, OpenFor::Reading)
+            .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading)
             .await?;
         let lossy = stored.index.header().codec().is_lossy();
         let conflict = || ServiceError::Conflict {
@@ -487,6 +490,7 @@ impl ChunkService {
     pub(crate) async fn read_pack_stored(
         &self,
         uid: &UserId,
+        conversation: &ConversationId,
         path: &str,
         sealing: PackSealing,
         purpose: OpenFor,
@@ -502,7 +506,8 @@ impl ChunkService {
             })?;
         let object = self.inner.store.read(path).await?;
         let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
-        let opener = self.pack_opener(uid, path, tail.header(), sealing, purpose)?;
+        let place = PackPlace::new(uid.as_str(), conversation.as_str());
+        let opener = self.pack_opener(place, path, tail.header(), sealing, purpose)?;
         let opener = opener.as_deref().map(as_opener);
         let index = PackIndex::from_object(&object, opener).map_err(|e| pack_error(path, e))?;
         check_name(path, &name, &index)?;
@@ -538,10 +543,11 @@ impl ChunkService {
     pub(crate) async fn read_pack_chunks(
         &self,
         uid: &UserId,
+        conversation: &ConversationId,
         path: &str,
         sealing: PackSealing,
     ) -> Result<WholePack, ServiceError> {
-        self.read_pack_stored(uid, path, sealing, OpenFor::Resealing)
+        self.read_pack_stored(uid, conversation, path, sealing, OpenFor::Resealing)
             .await?
             .decode_all()
     }
@@ -560,9 +566,11 @@ impl ChunkService {
         Ok(())
     }
 
+    /// The opener of a pack found at `path`, which is `place`'s: a version-2 pack opens only
+    /// there.
     fn pack_opener(
         &self,
-        uid: &UserId,
+        place: PackPlace<'_>,
         path: &str,
         header: &chunk_format::pack::PackHeader,
         sealing: PackSealing,
@@ -580,10 +588,9 @@ impl ChunkService {
                 path: path.to_owned(),
                 reason: "sealed pack but the service has no key material".to_owned(),
             })?;
-        let params = SealParams::from(*seal);
         match purpose {
-            OpenFor::Reading => keyring.pack_opener(uid.as_str(), &params),
-            OpenFor::Resealing => keyring.pack_opener_to_reseal(uid.as_str(), &params),
+            OpenFor::Reading => keyring.pack_opener(place, seal),
+            OpenFor::Resealing => keyring.pack_opener_to_reseal(place, seal),
         }
         .map(|opener| Some(Arc::new(opener)))
         .map_err(|source| ServiceError::Crypto {
@@ -598,6 +605,7 @@ impl ChunkService {
     pub(crate) async fn load_pack(
         &self,
         uid: &UserId,
+        conversation: &ConversationId,
         path: &str,
         size: u64,
         name: &ObjectName,
@@ -612,7 +620,8 @@ impl ChunkService {
         let tail_len = guess.min(size);
         let mut tail = store.read_range(path, size - tail_len..size).await?;
         let parsed = PackTail::new(&tail, size).map_err(|e| pack_error(path, e))?;
-        let opener = self.pack_opener(uid, path, parsed.header(), sealing, OpenFor::Reading)?;
+        let place = PackPlace::new(uid.as_str(), conversation.as_str());
+        let opener = self.pack_opener(place, path, parsed.header(), sealing, OpenFor::Reading)?;
         let index = match parsed.index(opener.as_deref().map(as_opener)) {
             Ok(index) => index,
             Err(PackError::NeedMore { from_offset }) => {
@@ -683,7 +692,7 @@ impl ChunkService {
         sealing: PackSealing,
     ) -> Result<Rewrite, ServiceError> {
         let pack = self
-            .read_pack_stored(uid, path, sealing, OpenFor::Reading)
+            .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading)
             .await?;
         let kept: Vec<PackInput> = (0..pack.len())
             .filter(|&i| {
@@ -737,11 +746,11 @@ impl ChunkService {
             }
             end = end.saturating_add_millis(1);
         };
-        self.stream_pack(uid, &path, chunks, level, PutMode::CreateOnly, config)
+        self.stream_pack(uid, conversation, &path, chunks, level, config)
             .await?;
         let sealing = self.pack_sealing_at(level);
         let back = self
-            .read_pack_stored(uid, &path, sealing, OpenFor::Reading)
+            .read_pack_stored(uid, conversation, &path, sealing, OpenFor::Reading)
             .await?;
         let header = back.index.header();
         let lossy = header.codec().is_lossy();

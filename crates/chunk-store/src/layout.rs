@@ -29,6 +29,9 @@ use chunk_format::ObjectName;
 /// The longest id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
+/// The top-level prefix of every audio object (`chunks/{uid}/{conv}/{name}`).
+pub const CHUNKS_ROOT: &str = "chunks";
+
 /// The top-level prefixes that hold per-user data, in the order a user purge visits them.
 pub const USER_ROOTS: [&str; 5] = ["chunks", "audio", "merged", "playback", "diagnostics"];
 
@@ -234,7 +237,7 @@ id_type!(
 
 /// Returns `chunks/{uid}/{conv}/`, the prefix of a conversation's audio objects.
 pub fn chunks_prefix(uid: &UserId, conv: &ConversationId) -> String {
-    format!("chunks/{uid}/{conv}/")
+    format!("{CHUNKS_ROOT}/{uid}/{conv}/")
 }
 
 /// Returns `audio/{uid}/{conv}/`, the prefix of a conversation's other data.
@@ -261,9 +264,84 @@ pub fn chunk_path(uid: &UserId, conv: &ConversationId, name: &ObjectName) -> Str
     format!("{}{name}", chunks_prefix(uid, conv))
 }
 
+/// An audio object's place, parsed from its path `chunks/{uid}/{conv}/{name}`: the inverse of
+/// [`chunk_path`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkPath {
+    /// The user.
+    pub uid: UserId,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The parsed object name.
+    pub name: ObjectName,
+}
+
+/// Why a path is not an audio object's path ([`ChunkPath::parse`]); prints as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkPathError {
+    /// Not of the shape `chunks/{uid}/{conversation}/{name}`.
+    #[error("not at chunks/{{uid}}/{{conversation}}/{{name}}")]
+    Shape,
+    /// The user or conversation segment is not a valid id.
+    #[error(transparent)]
+    Id(#[from] IdError),
+    /// The last segment is not an audio object name.
+    #[error("{0}")]
+    Name(String),
+}
+
+impl ChunkPath {
+    /// Parses `chunks/{uid}/{conversation}/{name}`: valid ids and an audio object name.
+    pub fn parse(path: &str) -> Result<ChunkPath, ChunkPathError> {
+        let rest = path
+            .strip_prefix(CHUNKS_ROOT)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .ok_or(ChunkPathError::Shape)?;
+        let mut parts = rest.split('/');
+        let (Some(uid), Some(conversation), Some(name), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(ChunkPathError::Shape);
+        };
+        Ok(ChunkPath {
+            uid: UserId::new(uid)?,
+            conversation: ConversationId::new(conversation)?,
+            name: name
+                .parse::<ObjectName>()
+                .map_err(|e| ChunkPathError::Name(e.to_string()))?,
+        })
+    }
+
+    /// The object's path ([`chunk_path`]).
+    pub fn path(&self) -> String {
+        chunk_path(&self.uid, &self.conversation, &self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_paths_parse_back() {
+        let path = "chunks/u1/c1/1786961845.727-1786961900.727.batch.enc";
+        let parsed = ChunkPath::parse(path).unwrap();
+        assert_eq!(
+            (parsed.uid.as_str(), parsed.conversation.as_str()),
+            ("u1", "c1")
+        );
+        assert_eq!(parsed.path(), path);
+        for bad in [
+            "chunks/u1/c1/notes.txt",
+            "chunks/u1/1786961845.727.bin",
+            "chunks/u1/c1/x/1786961845.727.bin",
+            "audio/u1/c1/1786961845.727.bin",
+            "chunksx/u1/c1/1786961845.727.bin",
+            "chunks/../c1/1786961845.727.bin",
+        ] {
+            assert!(ChunkPath::parse(bad).is_err(), "{bad}");
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -75,7 +75,7 @@ pub use delete::PurgeReport;
 pub use durable::TempSweep;
 pub use error::{Result, StoreError, StoreOp};
 pub use layers::{FaultLayer, OpCounter, OpCounts};
-pub use layout::{ConversationId, IdError, UserId};
+pub use layout::{ChunkPath, ChunkPathError, ConversationId, IdError, UserId};
 pub use list::{ForeignObject, ListedObject, Listing, PrefixListing};
 pub use path::{FS_TMP_DIR, MAX_PATH_LEN};
 pub use put::PutMode;

@@ -18,11 +18,10 @@ use std::time::Duration;
 use anyhow::Result;
 use chunk_format::ObjectKind;
 use chunk_format::pack::PackTail;
-use chunk_store::Store;
+use chunk_store::{ChunkPath, Store};
 use serde_json::json;
 
 use crate::cli::StatsArgs;
-use crate::commands::verify::parse_chunk_path;
 use crate::context::{self, Context};
 use crate::{cost, output};
 
@@ -85,13 +84,19 @@ pub(crate) async fn walk(store: &Store, prefix: &str) -> Result<Totals> {
     let listing = store.list_prefix(prefix).await?;
     totals.foreign += listing.foreign.len() as u64;
     for (path, size) in listing.objects {
-        let Ok((uid, name)) = parse_chunk_path(&path) else {
+        let Ok(ChunkPath {
+            uid,
+            conversation,
+            name,
+        }) = ChunkPath::parse(&path)
+        else {
             totals.foreign += 1;
             continue;
         };
-        let conversation = path.split('/').nth(2).unwrap_or_default().to_owned();
-        totals.users.insert(uid.to_owned());
-        totals.conversations.insert((uid.to_owned(), conversation));
+        totals.users.insert(uid.as_str().to_owned());
+        totals
+            .conversations
+            .insert((uid.as_str().to_owned(), conversation.as_str().to_owned()));
         totals.objects += 1;
         totals.bytes += size;
         let kind = name.kind();

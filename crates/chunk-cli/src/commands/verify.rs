@@ -12,7 +12,7 @@
 use anyhow::{Result, bail};
 use chunk_format::ObjectName;
 use chunk_service::ChunkService;
-use chunk_store::{Store, UserId, layout};
+use chunk_store::{ChunkPath, ConversationId, Store, UserId};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::json;
 
@@ -29,7 +29,9 @@ pub(crate) struct Target {
     /// Object path.
     pub(crate) path: String,
     /// Its user id (for the key).
-    pub(crate) uid: String,
+    pub(crate) uid: UserId,
+    /// Its conversation (a sealed pack opens only in its own).
+    pub(crate) conversation: ConversationId,
     /// Its parsed name.
     pub(crate) name: ObjectName,
     /// Its size as listed.
@@ -149,7 +151,8 @@ async fn collect(store: &Store, args: &VerifyArgs) -> Result<(Vec<Target>, Vec<F
             .into_iter()
             .map(|o| Target {
                 path: o.path,
-                uid: uid.as_str().to_owned(),
+                uid: uid.clone(),
+                conversation: conversation.clone(),
                 name: o.name,
                 size: o.size,
             })
@@ -180,43 +183,35 @@ async fn collect(store: &Store, args: &VerifyArgs) -> Result<(Vec<Target>, Vec<F
         });
     }
     for (path, size) in listing.objects {
-        match parse_chunk_path(&path) {
-            Ok((uid, name)) => {
-                let uid = uid.to_owned();
-                targets.push(Target {
-                    path,
-                    uid,
-                    name,
-                    size,
-                });
-            }
-            Err(reason) => foreign.push(Foreign { path, size, reason }),
+        match ChunkPath::parse(&path) {
+            Ok(place) => targets.push(Target {
+                path,
+                uid: place.uid,
+                conversation: place.conversation,
+                name: place.name,
+                size,
+            }),
+            Err(reason) => foreign.push(Foreign {
+                path,
+                size,
+                reason: reason.to_string(),
+            }),
         }
     }
     Ok((targets, foreign))
 }
 
-/// Splits `chunks/{uid}/{conversation}/{name}` into the user id and the parsed name.
-pub(crate) fn parse_chunk_path(path: &str) -> Result<(&str, ObjectName), String> {
-    let rest = path
-        .strip_prefix("chunks/")
-        .ok_or_else(|| "not under chunks/".to_owned())?;
-    let parts: Vec<&str> = rest.split('/').collect();
-    let [uid, conversation, name] = parts[..] else {
-        return Err("not at chunks/{uid}/{conversation}/{name}".to_owned());
-    };
-    layout::UserId::new(uid).map_err(|e| e.to_string())?;
-    layout::ConversationId::new(conversation).map_err(|e| e.to_string())?;
-    let name = name.parse::<ObjectName>().map_err(|e| e.to_string())?;
-    Ok((uid, name))
-}
-
 /// Reads and decodes one object with the library's read path; `Err` holds the reason it is
 /// bad.
 pub(crate) async fn check(service: &ChunkService, target: &Target) -> Result<Decoded, String> {
-    let uid = UserId::new(target.uid.as_str()).map_err(|e| e.to_string())?;
     service
-        .check_object(&uid, &target.path, &target.name, target.size)
+        .check_object(
+            &target.uid,
+            &target.conversation,
+            &target.path,
+            &target.name,
+            target.size,
+        )
         .await
         .map(|found| Decoded {
             pcm_bytes: found.pcm_bytes,
@@ -231,21 +226,4 @@ pub(crate) async fn check(service: &ChunkService, target: &Target) -> Result<Dec
                 .map(str::to_owned)
                 .unwrap_or(text)
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chunk_format::ObjectKind;
-
-    #[test]
-    fn chunk_paths() {
-        let (uid, name) = parse_chunk_path("chunks/u1/c1/1786961845.727.bin").unwrap();
-        assert_eq!(uid, "u1");
-        assert_eq!(name.kind(), ObjectKind::Bin);
-        assert!(parse_chunk_path("chunks/u1/c1/notes.txt").is_err());
-        assert!(parse_chunk_path("chunks/u1/1786961845.727.bin").is_err());
-        assert!(parse_chunk_path("chunks/u1/c1/x/1786961845.727.bin").is_err());
-        assert!(parse_chunk_path("audio/u1/c1/1786961845.727.bin").is_err());
-    }
 }

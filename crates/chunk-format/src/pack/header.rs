@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::error::{PackError, PackPart};
-use super::{HEADER_LEN, MAGIC, MAX_SAMPLE_RATE, NONCE_PREFIX_LEN, SALT_LEN, VERSION};
+use super::{HEADER_LEN, MAGIC, MAX_SAMPLE_RATE, NONCE_PREFIX_LEN, SALT_LEN, VERSION, VERSION_1};
 
 /// How a pack's frames encode their PCM (header byte 5).
 ///
@@ -76,12 +76,39 @@ impl fmt::Display for Codec {
     }
 }
 
+/// Which construction derived a sealed pack's object key; the header's version byte records it.
+///
+/// The container is the same for both. Only the sealer and the opener (chunk-crypto) differ in
+/// what the key is bound to; docs/FORMAT.md ("Sealing") gives both derivations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyScheme {
+    /// Header version 1: the object key is derived from the user's Omi key and a salt; it binds
+    /// the user only. Read, never written, by this version.
+    V1,
+    /// Header version 2: the object key is derived from a pack root key kept apart from Omi's
+    /// key, and binds the user and the conversation.
+    V2,
+}
+
+impl KeyScheme {
+    /// The header version that records this scheme.
+    pub const fn header_version(self) -> u8 {
+        match self {
+            KeyScheme::V1 => VERSION_1,
+            KeyScheme::V2 => VERSION,
+        }
+    }
+}
+
 /// What an opener needs to open a sealed pack, as the header records it (none of it secret).
 ///
-/// `chunk-crypto` fills it from its per-pack parameters: the key id of the master secret, the
-/// salt of the per-object key derivation and the STREAM nonce prefix.
+/// `chunk-crypto` fills it from its per-pack parameters: the key scheme, the key id of the
+/// master secret, the salt of the per-object key derivation and the STREAM nonce prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SealInfo {
+    /// How the object key is derived (the header's version byte).
+    pub scheme: KeyScheme,
     /// Which master secret of the key ring sealed the pack.
     pub key_id: u32,
     /// Salt of the per-object key derivation (random per pack).
@@ -179,6 +206,14 @@ impl PackHeader {
         self.seal.as_ref()
     }
 
+    /// The container version this header is written as (byte 4): 2 for a pack sealed under
+    /// [`KeyScheme::V2`], 1 for plaintext packs and packs sealed under [`KeyScheme::V1`].
+    ///
+    /// Plaintext packs stay version 1, so every reader since the first one reads them.
+    pub fn version(&self) -> u8 {
+        self.seal.map_or(VERSION_1, |s| s.scheme.header_version())
+    }
+
     /// Whether the frames and the index are sealed.
     pub fn is_encrypted(&self) -> bool {
         self.seal.is_some()
@@ -200,7 +235,7 @@ impl PackHeader {
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[..4].copy_from_slice(&MAGIC);
-        out[OFF_VERSION] = VERSION;
+        out[OFF_VERSION] = self.version();
         out[OFF_CODEC] = self.codec.id();
         out[OFF_FLAGS] = if self.seal.is_some() {
             FLAG_ENCRYPTED
@@ -223,9 +258,9 @@ impl PackHeader {
     /// Parses the 48 header bytes found at object offset `at` (`part` says whether they are
     /// the leading header or the trailer's copy, for errors).
     ///
-    /// Checks, in this order: magic, version, checksum, codec, flags, channels, sample rate
-    /// (an Opus pack: 16 kHz mono), header length, reserved bytes (zero), and that a plaintext
-    /// header has no sealing fields.
+    /// Checks, in this order: magic, version (1 or 2), checksum, codec, flags, channels, sample
+    /// rate (an Opus pack: 16 kHz mono), header length, reserved bytes (zero), and that a
+    /// plaintext header is version 1 and has no sealing fields.
     pub fn parse(
         bytes: &[u8; HEADER_LEN],
         at: u64,
@@ -240,13 +275,17 @@ impl PackHeader {
                 found: [m0, m1, m2, m3],
             });
         }
-        if bytes[OFF_VERSION] != VERSION {
-            return Err(PackError::UnsupportedVersion {
-                part,
-                offset: field(OFF_VERSION),
-                version: bytes[OFF_VERSION],
-            });
-        }
+        let scheme = match bytes[OFF_VERSION] {
+            VERSION_1 => KeyScheme::V1,
+            VERSION => KeyScheme::V2,
+            version => {
+                return Err(PackError::UnsupportedVersion {
+                    part,
+                    offset: field(OFF_VERSION),
+                    version,
+                });
+            }
+        };
         let stored = le_u32(bytes, OFF_CRC);
         let computed = crc32c::crc32c(&bytes[..OFF_CRC]);
         if stored != computed {
@@ -308,11 +347,19 @@ impl PackHeader {
         nonce_prefix.copy_from_slice(&bytes[OFF_PREFIX..OFF_RESERVED_B]);
         let seal = if flags & FLAG_ENCRYPTED != 0 {
             Some(SealInfo {
+                scheme,
                 key_id,
                 salt,
                 nonce_prefix,
             })
         } else {
+            if scheme != KeyScheme::V1 {
+                return Err(bad(
+                    OFF_VERSION,
+                    "a plaintext pack is version 1 (version 2 names how a sealed pack's key is \
+                     derived)",
+                ));
+            }
             if bytes[OFF_KEY_ID..OFF_RESERVED_B].iter().any(|&b| b != 0) {
                 return Err(bad(
                     OFF_KEY_ID,
@@ -334,8 +381,11 @@ impl fmt::Display for PackHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "pack v{VERSION} codec={} sample_rate={} channels={}",
-            self.codec, self.sample_rate, self.channels
+            "pack v{} codec={} sample_rate={} channels={}",
+            self.version(),
+            self.codec,
+            self.sample_rate,
+            self.channels
         )?;
         match &self.seal {
             None => f.write_str(" plaintext"),

@@ -68,15 +68,22 @@ mod tests;
 pub use encoder::{PackConfig, PackEncoder, pack_name_end};
 pub use error::{PackError, PackPart};
 pub use frame_codec::{CodecError, FrameCodec};
-pub use header::{Codec, PackHeader, SealInfo};
+pub use header::{Codec, KeyScheme, PackHeader, SealInfo};
 pub use index::{IndexEntry, PackIndex, PackTail};
 pub use seal::{SealError, SegmentOpener, SegmentSealer};
 
 /// The magic at offset 0 and at the very end of every pack: ASCII `CVPK`.
 pub const MAGIC: [u8; 4] = *b"CVPK";
 
-/// The container version this code writes and reads (header byte 4).
-pub const VERSION: u8 = 1;
+/// The newest container version (header byte 4): what this code writes for sealed packs.
+///
+/// Version 2 differs from version 1 only in how a sealed pack's object key is derived
+/// ([`KeyScheme`]); readers read both.
+pub const VERSION: u8 = 2;
+
+/// The first container version: what this code writes for plaintext packs, and the version of
+/// every pack sealed under [`KeyScheme::V1`].
+pub const VERSION_1: u8 = 1;
 
 /// Length of the header (and of its copy in the trailer).
 pub const HEADER_LEN: usize = 48;

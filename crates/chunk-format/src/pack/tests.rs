@@ -26,6 +26,7 @@ impl Fake {
     fn new(key: u8) -> Fake {
         Fake {
             info: SealInfo {
+                scheme: KeyScheme::V2,
                 key_id: 7,
                 salt: [key; SALT_LEN],
                 nonce_prefix: [key ^ 0xff; NONCE_PREFIX_LEN],
@@ -221,6 +222,7 @@ fn worked_example_bytes_are_fixed() {
 #[test]
 fn header_round_trip_and_field_errors() {
     let seal = SealInfo {
+        scheme: KeyScheme::V2,
         key_id: 0x0102_0304,
         salt: [9; SALT_LEN],
         nonce_prefix: [8; NONCE_PREFIX_LEN],
@@ -244,14 +246,25 @@ fn header_round_trip_and_field_errors() {
         edit(0, b'X'),
         Err(PackError::BadMagic { offset: 100, .. })
     ));
-    assert!(matches!(
-        edit(4, 2),
-        Err(PackError::UnsupportedVersion {
-            version: 2,
-            offset: 104,
-            ..
-        })
-    ));
+    assert_eq!(
+        bytes[4], 2,
+        "a pack sealed under KeyScheme::V2 is version 2"
+    );
+    for version in [0, 3, 0xff] {
+        assert!(matches!(
+            edit(4, version),
+            Err(PackError::UnsupportedVersion {
+                version: v,
+                offset: 104,
+                ..
+            }) if v == version
+        ));
+    }
+    // Version 1 is the same header with the other key scheme.
+    let v1 = edit(4, 1).unwrap();
+    assert_eq!(v1.seal().unwrap().scheme, KeyScheme::V1);
+    assert_eq!(v1.version(), 1);
+    assert_eq!(v1.to_bytes()[4], 1);
     assert!(matches!(
         edit(5, 3),
         Err(PackError::UnknownCodec {
@@ -300,6 +313,16 @@ fn header_round_trip_and_field_errors() {
     assert!(matches!(
         PackHeader::parse(&b, 0, PackPart::Header),
         Err(PackError::BadHeader { offset: 16, .. })
+    ));
+    // A plaintext header claiming version 2 (which only names a sealed key scheme).
+    assert_eq!(plain[4], 1, "plaintext packs stay version 1");
+    let mut b = plain;
+    b[4] = 2;
+    let crc = crc32c::crc32c(&b[..44]);
+    b[44..].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(
+        PackHeader::parse(&b, 0, PackPart::Header),
+        Err(PackError::BadHeader { offset: 4, .. })
     ));
     // Any unrepaired byte change is a checksum error.
     let mut b = plain;
