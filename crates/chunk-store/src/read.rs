@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{Result, StoreError, StoreOp};
 use crate::path::check_object_path;
@@ -12,16 +12,18 @@ impl Store {
     /// Reads the whole object at `path`. A missing object is [`StoreError::NotFound`]; on fs,
     /// a link or special file is [`StoreError::UnsafeFsPath`] (see [`crate::confine`]), as for
     /// every read.
+    ///
+    /// The object is held once: the backend's pieces are copied into one buffer as they
+    /// arrive and dropped, never all kept beside a contiguous copy (which is what collecting
+    /// them first and then joining them costs: twice the object).
     pub async fn read(&self, path: &str) -> Result<Bytes> {
         check_object_path(path)?;
         self.confine_object(path)?;
-        let buffer = self
-            .inner
-            .op
-            .read(path)
-            .await
-            .map_err(|err| StoreError::from_read(StoreOp::Read, path, err))?;
-        let bytes = buffer.to_bytes();
+        let fail = |err| StoreError::from_read(StoreOp::Read, path, err);
+        let reader = self.inner.op.reader(path).await.map_err(fail)?;
+        let mut out = BytesMut::new();
+        reader.read_into(&mut out, ..).await.map_err(fail)?;
+        let bytes = out.freeze();
         self.inner.counter.add_read_bytes(bytes.len() as u64);
         Ok(bytes)
     }
