@@ -128,17 +128,6 @@ pub struct CompactionReport {
     pub chunks: usize,
 }
 
-/// An upper bound of an entry's audio end, from its name and size (for grouping only).
-fn end_bound_ms(entry: &ListEntry) -> u64 {
-    let start = entry.start.as_millis();
-    match entry.kind {
-        ObjectKind::Pack => entry.end.as_millis(),
-        ObjectKind::Opus | ObjectKind::OpusEnc => start + entry.size.div_ceil(3) * 20,
-        // 16 kHz mono PCM16 (sealed objects are slightly larger than their audio).
-        _ => entry.end.as_millis().max(start) + entry.size.div_ceil(32),
-    }
-}
-
 impl ChunkService {
     /// Plans the compaction of one conversation: groups of adjacent objects (Omi objects,
     /// packs shorter than the target, packs sharing their start with another object — what a
@@ -153,6 +142,7 @@ impl ChunkService {
     ) -> Result<CompactionPlan, ServiceError> {
         let listing = self.list(uid, conversation).await?;
         let target_ms = options.target_duration.as_millis() as u64;
+        let omi_rate = self.inner.config.pack.sample_rate;
         let active = self.inner.keyring.as_ref().map(|k| k.active_id().get());
         // Objects per start: a long pack that shares its start with another object is the
         // leftover of a compaction or rewrite killed between writing its output (same START)
@@ -172,7 +162,8 @@ impl ChunkService {
         let mut seals: std::collections::HashMap<String, Option<SealInfo>> = Default::default();
         for entry in &listing.chunks {
             let is_pack = entry.kind == ObjectKind::Pack;
-            let long = is_pack && end_bound_ms(entry) - entry.start.as_millis() >= target_ms;
+            let long =
+                is_pack && entry.end_bound_ms(omi_rate) - entry.start.as_millis() >= target_ms;
             if is_pack
                 && (!long || shares_start(entry) || options.rotation == KeyRotation::ResealToActive)
             {
@@ -210,7 +201,8 @@ impl ChunkService {
                 return Err(ServiceError::Unsealed { path: entry.path });
             }
             let is_pack = entry.kind == ObjectKind::Pack;
-            let long = is_pack && end_bound_ms(&entry) - entry.start.as_millis() >= target_ms;
+            let long =
+                is_pack && entry.end_bound_ms(omi_rate) - entry.start.as_millis() >= target_ms;
             let reseal = is_pack
                 && options.rotation == KeyRotation::ResealToActive
                 && seals
@@ -232,7 +224,7 @@ impl ChunkService {
             let same_instant = current.last().is_some_and(|last| last.start == entry.start);
             if let Some(start) = group_start
                 && !same_instant
-                && end_bound_ms(&entry).saturating_sub(start) > target_ms
+                && entry.end_bound_ms(omi_rate).saturating_sub(start) > target_ms
             {
                 flush(&mut current, &mut current_reseal, &mut groups);
             }

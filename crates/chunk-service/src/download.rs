@@ -176,7 +176,7 @@ impl Job {
                 let start = candidates.first().map_or(0, |c| c.start.as_millis());
                 let longest = candidates
                     .iter()
-                    .map(|c| max_duration_ms(c, omi_rate))
+                    .map(|c| c.max_duration_ms(omi_rate))
                     .max()
                     .unwrap_or(0);
                 (start, start.saturating_add(longest))
@@ -309,18 +309,6 @@ pub(crate) fn preference(kind: ObjectKind) -> u8 {
         ObjectKind::Opus => 2,
         ObjectKind::Bin => 3,
         _ => 4,
-    }
-}
-
-/// An upper bound on an object's audio duration in milliseconds, from its size alone.
-fn max_duration_ms(entry: &ListEntry, rate: u32) -> u64 {
-    match entry.kind {
-        // Opus packets take at least 3 bytes (2 length + 1) per 20 ms.
-        ObjectKind::Opus | ObjectKind::OpusEnc => entry.size.div_ceil(3) * 20,
-        ObjectKind::Pack => entry.end.millis_since(entry.start).max(0) as u64,
-        // PCM (or sealed PCM, which is larger than its plaintext): size / (2 * rate) seconds.
-        _ => u64::try_from((u128::from(entry.size) * 1000).div_ceil(u128::from(rate) * 2))
-            .unwrap_or(u64::MAX),
     }
 }
 
@@ -797,7 +785,7 @@ fn plan(entries: &[ListEntry], request: &DownloadRequest, omi_rate: u32) -> Vec<
         DownloadRequest::Range { from, to } => {
             let overlaps = |entry: &ListEntry| {
                 entry.start < *to
-                    && entry.start.as_millis() + max_duration_ms(entry, omi_rate) > from.as_millis()
+                    && entry.start.as_millis() + entry.max_duration_ms(omi_rate) > from.as_millis()
             };
             for multi in &multis {
                 if overlaps(multi) {

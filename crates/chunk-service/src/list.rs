@@ -26,6 +26,36 @@ pub struct ListEntry {
     pub name: ObjectName,
 }
 
+impl ListEntry {
+    /// An upper bound on the object's audio duration in milliseconds, from its listing alone
+    /// (Omi objects at `omi_rate`): the one duration bound downloads select by and compaction
+    /// groups by.
+    pub(crate) fn max_duration_ms(&self, omi_rate: u32) -> u64 {
+        match self.kind {
+            // Opus packets take at least 3 bytes (2 length + 1) per 20 ms.
+            ObjectKind::Opus | ObjectKind::OpusEnc => self.size.div_ceil(3) * 20,
+            ObjectKind::Pack => self.end.millis_since(self.start).max(0) as u64,
+            // PCM (or sealed PCM, which is larger than its plaintext): size / (2 * rate) s.
+            _ => u64::try_from((u128::from(self.size) * 1000).div_ceil(u128::from(omi_rate) * 2))
+                .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// An upper bound on where the object's audio ends, in ms (Omi objects at `omi_rate`): a
+    /// pack's END; otherwise the later of START and END (a batch's END is its last chunk's
+    /// start) plus [`ListEntry::max_duration_ms`].
+    pub(crate) fn end_bound_ms(&self, omi_rate: u32) -> u64 {
+        match self.kind {
+            ObjectKind::Pack => self.end.as_millis(),
+            _ => self
+                .end
+                .as_millis()
+                .max(self.start.as_millis())
+                .saturating_add(self.max_duration_ms(omi_rate)),
+        }
+    }
+}
+
 /// An object under the conversation's prefix that is not audio.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ForeignEntry {
@@ -82,5 +112,39 @@ impl ChunkService {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, size: u64) -> ListEntry {
+        let name: ObjectName = name.parse().unwrap();
+        ListEntry {
+            start: name.start(),
+            end: name.end(),
+            path: name.to_string(),
+            size,
+            is_batch: name.kind().is_batch(),
+            kind: name.kind(),
+            name,
+        }
+    }
+
+    #[test]
+    fn duration_bounds_follow_the_omi_rate() {
+        // 5 s of PCM16 mono: 160,000 bytes at 16 kHz, 80,000 at 8 kHz.
+        let single = entry("1000.000.bin", 160_000);
+        assert_eq!(single.max_duration_ms(16_000), 5_000);
+        assert_eq!(single.max_duration_ms(8_000), 10_000);
+        assert_eq!(single.end_bound_ms(8_000), 1_010_000);
+        // A batch's END is its last chunk's start; the bound adds the whole object.
+        let batch = entry("1000.000-1055.000.batch.bin", 60 * 16_000);
+        assert_eq!(batch.end_bound_ms(8_000), 1_055_000 + 60_000);
+        // A pack's END is exact.
+        let pack = entry("1000.000-1060.000.pack", 1);
+        assert_eq!(pack.end_bound_ms(8_000), 1_060_000);
+        assert_eq!(pack.max_duration_ms(48_000), 60_000);
     }
 }
