@@ -118,6 +118,9 @@ pub enum CryptoError {
         /// The counter it was given.
         got: u32,
     },
+    /// No key id is left above the highest one in the ring (`k4294967295` is taken).
+    #[error("no key id is left above the highest one in the ring")]
+    KeyIdsExhausted,
     /// A pack header names a key scheme this version cannot derive keys for.
     #[error("the pack's key scheme (header version {version}) is not known to this reader")]
     UnknownScheme {

@@ -182,6 +182,11 @@ impl Keyring {
         self.secrets.contains_key(&id)
     }
 
+    /// Every id with its secret, in ascending id order (for [`crate::keyring_file`]).
+    pub(crate) fn secrets(&self) -> impl Iterator<Item = (KeyId, &MasterSecret)> + '_ {
+        self.secrets.iter().map(|(&id, secret)| (id, secret))
+    }
+
     /// Every id in the ring, in ascending order.
     pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
         self.secrets.keys().copied()

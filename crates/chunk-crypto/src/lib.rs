@@ -32,12 +32,14 @@
 //! - [`PackRootKey`] and [`pack`]: per-object keys bound to the pack's place
 //!   ([`pack::PackPlace`]) and the STREAM nonce for native packs; [`pack::PackSealer`] and
 //!   [`pack::PackOpener`] implement `chunk-format`'s pack sealing hooks.
-//! - [`Keyring`] and [`KeyId`]: several secrets for rotation and crypto-shredding.
+//! - [`Keyring`] and [`KeyId`]: several secrets for rotation and crypto-shredding;
+//!   [`keyring_file`] reads and writes them as a strictly parsed text file.
 //!
 //! Byte layouts are documented in `docs/FORMAT.md` (section "Encryption").
 
 mod error;
 mod keyring;
+pub mod keyring_file;
 mod keys;
 pub mod omi;
 pub mod pack;

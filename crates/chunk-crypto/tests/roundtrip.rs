@@ -144,3 +144,52 @@ proptest! {
         prop_assert_eq!(SealParams::from_bytes(&params.to_bytes()), params);
     }
 }
+
+proptest! {
+    /// Any ring written as a keyring file parses back to the same ring (same canonical text,
+    /// same ids, roles and secrets).
+    #[test]
+    fn prop_keyring_files_round_trip(
+        ids in prop::collection::btree_set(any::<u32>(), 1..6),
+        secrets in prop::collection::vec(prop::collection::vec(any::<u8>(), 32..80), 6),
+        active in any::<prop::sample::Index>(),
+        omi in any::<prop::sample::Index>(),
+        retire in any::<u8>(),
+    ) {
+        use chunk_crypto::keyring_file::{parse_keyring, write_keyring};
+        use chunk_crypto::{Keyring, MasterSecret};
+        let ids: Vec<KeyId> = ids.into_iter().map(KeyId::new).collect();
+        let omi = ids[omi.index(ids.len())];
+        let active = ids[active.index(ids.len())];
+        let mut ring = Keyring::single(omi, MasterSecret::new(secrets[0].clone()).unwrap());
+        for (i, &id) in ids.iter().enumerate().filter(|&(_, &id)| id != omi) {
+            ring.insert(id, MasterSecret::new(secrets[i + 1].clone()).unwrap()).unwrap();
+        }
+        ring.set_active(active).unwrap();
+        for (i, &id) in ids.iter().enumerate() {
+            if id != active && id != omi && retire & (1 << i) != 0 {
+                ring.retire(id).unwrap();
+            }
+        }
+        let text = write_keyring(&ring);
+        let back = parse_keyring(text.as_bytes()).unwrap();
+        prop_assert_eq!(&*write_keyring(&back), &*text);
+        prop_assert_eq!(format!("{back:?}"), format!("{ring:?}"));
+        for &id in &ids {
+            let (a, b) = (back.user_key(id, "u").unwrap(), ring.user_key(id, "u").unwrap());
+            prop_assert_eq!(a.expose_bytes(), b.expose_bytes());
+        }
+    }
+
+    /// Arbitrary bytes give a ring or a one-line error, never a panic.
+    #[test]
+    fn prop_keyring_file_parsing_is_total(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let mut file = b"chunkvault-keyring 1\n".to_vec();
+        file.extend_from_slice(&bytes);
+        for input in [&bytes[..], &file[..]] {
+            if let Err(error) = chunk_crypto::keyring_file::parse_keyring(input) {
+                prop_assert!(!error.to_string().contains('\n'));
+            }
+        }
+    }
+}
