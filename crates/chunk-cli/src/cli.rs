@@ -45,6 +45,17 @@ pub(crate) struct GlobalArgs {
     /// CHUNKVAULT_SECRET; without either, encryption is off.
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) secret_file: Option<PathBuf>,
+    /// Keyring file: several master secrets by key id, the active one, Omi's, the retired
+    /// ones (format in docs/FORMAT.md, "Keyring file"; made by `chunkvault keys new`). Instead
+    /// of a single secret, never together with one.
+    #[arg(
+        long,
+        global = true,
+        env = "CHUNKVAULT_KEYRING",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub(crate) keyring: Option<PathBuf>,
     /// Refuse plaintext packs for every user, as they are always refused for a user at level
     /// enhanced: for stores where every user's audio is sealed (anyone who can write to the
     /// bucket can make a plaintext pack).
@@ -84,6 +95,17 @@ pub(crate) enum Command {
     /// Merge a conversation's small objects (Omi objects, short packs) into packs: show the
     /// plan, then apply it.
     Compact(CompactArgs),
+    /// Manage the keyring file named by --keyring.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create the keyring file with one fresh active key, or, when it exists, add a fresh key
+    /// and make it active (the Omi key stays where it is). Prints the ids, never a secret.
+    New,
 }
 
 /// `demo` options.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
+use chunk_crypto::keyring_file::parse_keyring;
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::pack::PackConfig;
 use chunk_service::{
@@ -19,13 +20,21 @@ use crate::output;
 /// The environment variable holding the master secret.
 pub(crate) const SECRET_ENV: &str = "CHUNKVAULT_SECRET";
 
+/// The key material of one invocation, as given (wiped on drop). Kept as bytes because a
+/// [`Keyring`] is deliberately not `Clone` and each service owns one.
+enum KeySource {
+    /// One master secret (`--secret-file`, `CHUNKVAULT_SECRET`): key `k1`, active and Omi's.
+    Secret(Zeroizing<Vec<u8>>),
+    /// A keyring file's bytes (`--keyring`, `CHUNKVAULT_KEYRING`), parsed by chunk-crypto.
+    Keyring(Zeroizing<Vec<u8>>),
+}
+
 /// Global state of one invocation.
 pub(crate) struct Context {
     /// The store, shared by every service the command builds.
     pub(crate) store: Store,
-    /// The master secret's bytes, if one was given (wiped on drop). Kept as bytes because a
-    /// [`Keyring`] is deliberately not `Clone` and each service owns one.
-    secret: Option<Zeroizing<Vec<u8>>>,
+    /// The key material, if any was given.
+    keys: Option<KeySource>,
     /// Machine output requested.
     pub(crate) json: bool,
     /// Plaintext packs refused for every user (`--require-sealed`).
@@ -33,16 +42,24 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// Opens the store and loads the secret (file first, then environment).
+    /// Opens the store and loads the key material: a keyring file, or one secret (file first,
+    /// then environment); giving both is an error.
     pub(crate) fn new(global: &GlobalArgs) -> Result<Context> {
         let store = Store::from_uri(&global.store)?;
         let secret = match &global.secret_file {
             Some(path) => Some(secret_from_file(path)?),
             None => secret_from_env()?,
         };
+        let keys = match (&global.keyring, secret) {
+            (Some(_), Some(_)) => bail!(
+                "both a keyring (--keyring / CHUNKVAULT_KEYRING) and a single secret                  (--secret-file / {SECRET_ENV}) were given: use one"
+            ),
+            (Some(path), None) => Some(KeySource::Keyring(read_keyring_file(path)?)),
+            (None, secret) => secret.map(KeySource::Secret),
+        };
         let ctx = Context {
             store,
-            secret,
+            keys,
             json: global.json,
             require_sealed: global.require_sealed,
         };
@@ -55,7 +72,7 @@ impl Context {
     pub(crate) fn with_secret(&self, secret: &[u8]) -> Result<Context> {
         let ctx = Context {
             store: self.store.clone(),
-            secret: Some(Zeroizing::new(secret.to_vec())),
+            keys: Some(KeySource::Secret(Zeroizing::new(secret.to_vec()))),
             json: self.json,
             require_sealed: self.require_sealed,
         };
@@ -63,18 +80,22 @@ impl Context {
         Ok(ctx)
     }
 
-    /// A key ring holding the secret as key 1 (active, and the Omi key), if there is one.
+    /// The key ring, if key material was given: the keyring file's, or the one secret as key
+    /// `k1` (active, and the Omi key).
     pub(crate) fn keyring(&self) -> Result<Option<Keyring>> {
-        let Some(secret) = &self.secret else {
-            return Ok(None);
-        };
-        let secret = MasterSecret::new(secret.to_vec()).context("the master secret")?;
-        Ok(Some(Keyring::single(KeyId::new(1), secret)))
+        match &self.keys {
+            None => Ok(None),
+            Some(KeySource::Secret(secret)) => {
+                let secret = MasterSecret::new(secret.to_vec()).context("the master secret")?;
+                Ok(Some(Keyring::single(KeyId::new(1), secret)))
+            }
+            Some(KeySource::Keyring(bytes)) => Ok(Some(parse_keyring(bytes)?)),
+        }
     }
 
-    /// Whether a master secret was given.
+    /// Whether key material was given.
     pub(crate) fn has_secret(&self) -> bool {
-        self.secret.is_some()
+        self.keys.is_some()
     }
 
     /// Whether progress bars may be drawn: not with --json, and only on a terminal.
@@ -144,9 +165,19 @@ fn secret_from_env() -> Result<Option<Zeroizing<Vec<u8>>>> {
     }
 }
 
+/// A keyring file's bytes (warning when others can read it; parsed by [`Context::keyring`]).
+pub(crate) fn read_keyring_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    if let Some(warning) = secret_file_warning(path, "keyring file") {
+        output::note(&warning);
+    }
+    Ok(Zeroizing::new(std::fs::read(path).with_context(|| {
+        format!("reading the keyring file {}", output::escaped_path(path))
+    })?))
+}
+
 /// The secret from a file: its bytes, minus one trailing newline.
 fn secret_from_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
-    if let Some(warning) = secret_file_warning(path) {
+    if let Some(warning) = secret_file_warning(path, "secret file") {
         output::note(&warning);
     }
     let mut bytes = Zeroizing::new(
@@ -175,15 +206,15 @@ pub(crate) fn conversation(conversation: &str) -> Result<ConversationId> {
     ConversationId::new(conversation).with_context(|| format!("--conversation {conversation:?}"))
 }
 
-/// A warning when the secret file can be read by its group or by others (mode `& 0o077`), as
-/// ssh warns about private keys; `None` when only its owner can read it.
-fn secret_file_warning(path: &Path) -> Option<String> {
+/// A warning when a file holding secrets (`what`: "secret file", "keyring file") can be read by
+/// its group or by others (mode `& 0o077`), as ssh warns about private keys; `None` when only
+/// its owner can read it.
+fn secret_file_warning(path: &Path, what: &str) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
     (mode & 0o077 != 0).then(|| {
         format!(
-            "chunkvault: warning: the secret file {} is readable by others (mode {:o}); \
-             chmod 600 it",
+            "chunkvault: warning: the {what} {} is readable by others (mode {:o}); chmod 600 it",
             output::escaped_path(path),
             mode & 0o777
         )
@@ -201,10 +232,10 @@ mod tests {
         let path = dir.path().join("secret");
         std::fs::write(&path, b"secret")?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        assert_eq!(secret_file_warning(&path), None);
+        assert_eq!(secret_file_warning(&path, "secret file"), None);
         for mode in [0o640, 0o604, 0o644] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-            let warning = secret_file_warning(&path).unwrap_or_default();
+            let warning = secret_file_warning(&path, "secret file").unwrap_or_default();
             assert!(warning.contains(&format!("mode {mode:o}")), "{warning}");
             assert!(!warning.contains("secret\n"), "never the content");
         }

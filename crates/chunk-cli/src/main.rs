@@ -7,12 +7,14 @@
 //! chunkvault ls --uid U --conversation C [--json]
 //! chunkvault export --uid U --conversation C --from TS --to TS -o out.wav
 //! chunkvault verify; chunkvault stats
+//! chunkvault keys new --keyring keys.txt            # then --keyring keys.txt instead of a secret
 //! ```
 //!
 //! Global options (`--store URI`, `--secret-file`, `--json`, `-v`) go before or after the
 //! subcommand. The store defaults to `fs://./chunkvault-data` (env `CHUNKVAULT_STORE`); the master
 //! secret comes from `--secret-file` or the environment variable `CHUNKVAULT_SECRET` (raw bytes,
-//! as Omi's `ENCRYPTION_SECRET`). Errors print one line, `chunkvault: <error>`, and the exit
+//! as Omi's `ENCRYPTION_SECRET`), or several come from a keyring file (`--keyring`, env
+//! `CHUNKVAULT_KEYRING`). Errors print one line, `chunkvault: <error>`, and the exit
 //! status is non-zero.
 
 #[macro_use]
@@ -50,6 +52,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // `keys` works on the keyring file alone: it may not exist yet, and needs no store.
+    if let Command::Keys(command) = &cli.command {
+        return commands::keys::run(&cli.global, command);
+    }
     let ctx = Context::new(&cli.global)?;
     match &cli.command {
         Command::Demo(args) => commands::demo::run(&ctx, args).await,
@@ -61,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => commands::verify::run(&ctx, args).await,
         Command::Stats(args) => commands::stats::run(&ctx, args).await,
         Command::Compact(args) => commands::compact::run(&ctx, args).await,
+        Command::Keys(_) => unreachable!("handled above"),
     }
 }
 

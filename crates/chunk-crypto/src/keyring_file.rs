@@ -199,6 +199,16 @@ pub fn write_keyring(ring: &Keyring) -> Zeroizing<String> {
     out
 }
 
+/// A new ring with one fresh random secret under `k1`, active and the Omi key id.
+pub fn generate_keyring() -> Result<Keyring, CryptoError> {
+    let mut bytes = Zeroizing::new(vec![0u8; GENERATED_SECRET_LEN]);
+    getrandom::fill(&mut bytes).map_err(CryptoError::Rng)?;
+    Ok(Keyring::single(
+        KeyId::new(1),
+        MasterSecret::new(bytes.to_vec())?,
+    ))
+}
+
 /// Adds a fresh random secret ([`GENERATED_SECRET_LEN`] bytes from the OS RNG) under the next
 /// unused id (one above the highest) and returns that id; the active id does not change.
 pub fn add_random_key(ring: &mut Keyring) -> Result<KeyId, CryptoError> {
@@ -343,6 +353,11 @@ mod tests {
 
     #[test]
     fn written_files_parse_back_to_the_same_ring() {
+        let fresh = generate_keyring().unwrap();
+        assert_eq!(
+            (fresh.active_id(), fresh.omi_key_id()),
+            (KeyId::new(1), KeyId::new(1))
+        );
         let mut ring = Keyring::single(KeyId::new(4), MasterSecret::new(vec![9; 40]).unwrap());
         let k5 = add_random_key(&mut ring).unwrap();
         let k6 = add_random_key(&mut ring).unwrap();

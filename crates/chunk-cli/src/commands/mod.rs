@@ -4,6 +4,7 @@ pub(crate) mod compact;
 pub(crate) mod demo;
 pub(crate) mod export;
 pub(crate) mod ingest;
+pub(crate) mod keys;
 pub(crate) mod ls;
 pub(crate) mod purge;
 pub(crate) mod rm;

@@ -47,6 +47,7 @@ impl Sandbox {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chunkvault"));
         cmd.current_dir(self.dir.path())
             .env_remove("CHUNKVAULT_SECRET")
+            .env_remove("CHUNKVAULT_KEYRING")
             .env_remove("RUST_LOG")
             .env("CHUNKVAULT_STORE", self.store_uri());
         cmd
