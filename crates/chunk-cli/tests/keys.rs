@@ -8,48 +8,25 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 
-/// `ingest` of `seconds` of the test signal into `conversation` of user `u`, sealed (level
-/// enhanced), in `layout`, with `extra` global options; returns the PCM.
-fn ingest(sandbox: &Sandbox, conversation: &str, layout: &str, extra: &[&str]) -> Vec<u8> {
-    let pcm = signal(16_000 * 6);
-    let wav = sandbox.path(&format!("{conversation}.wav"));
-    write_wav(&wav, &pcm, 16_000, 1);
-    let wav = wav.display().to_string();
-    let args = [
-        "ingest",
-        "--uid",
-        "u",
-        "--conversation",
-        conversation,
-        "--start",
-        T0,
-        "--level",
-        "enhanced",
-        "--layout",
-        layout,
-        &wav,
-    ];
-    sandbox.ok(&[&args[..], extra].concat());
-    pcm
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, PermissionsExt::from_mode(0o600)).expect("chmod");
 }
 
+/// The end of the audio [`ingested`] writes (T0 + 23 s).
+const END: &str = "1786961868.727";
+
+/// `ingested` at level enhanced, in `layout`, with `extra` global options.
+fn ingest(sandbox: &Sandbox, conversation: &str, layout: &str, extra: &[&str]) -> Vec<u8> {
+    let options = [&["--level", "enhanced", "--layout", layout][..], extra].concat();
+    ingested(sandbox, conversation, &options, None)
+}
+
+/// A PCM export of all of `conversation` (user `u1`) with `extra` global options.
 fn export(sandbox: &Sandbox, conversation: &str, extra: &[&str]) -> std::process::Output {
-    let args = [
-        "export",
-        "--uid",
-        "u",
-        "--conversation",
-        conversation,
-        "--from",
-        T0,
-        "--to",
-        "1786961851.727",
-        "--format",
-        "pcm",
-        "-o",
-        "-",
-    ];
-    sandbox.run(&[&args[..], extra].concat())
+    let args = ["--from", T0, "--to", END, "--format", "pcm", "-o", "-"];
+    sandbox.export(conversation, &[&args[..], extra].concat())
 }
 
 #[test]
@@ -102,8 +79,16 @@ fn a_keyring_is_made_rotated_and_reads_everything_it_sealed() {
     let out = sandbox
         .cmd()
         .env("CHUNKVAULT_KEYRING", &keyring)
-        .args(["export", "--uid", "u", "--conversation", "c2", "--from", T0])
-        .args(["--to", "1786961851.727", "--format", "pcm", "-o", "-"])
+        .args([
+            "export",
+            "--uid",
+            "u1",
+            "--conversation",
+            "c2",
+            "--from",
+            T0,
+        ])
+        .args(["--to", END, "--format", "pcm", "-o", "-"])
         .output()
         .unwrap();
     assert_eq!(out.stdout, second);
@@ -118,22 +103,16 @@ fn a_keyring_is_made_rotated_and_reads_everything_it_sealed() {
 #[test]
 fn omi_secret_in_a_keyring_reads_what_the_single_secret_sealed() {
     let sandbox = Sandbox::new();
-    let pcm = {
-        let sandbox_secret = ["--secret-file", "secret"];
-        std::fs::write(sandbox.path("secret"), OMI_SECRET).unwrap();
-        std::fs::set_permissions(sandbox.path("secret"), PermissionsExt::from_mode(0o600)).unwrap();
-        ingest(&sandbox, "omi", "omi", &sandbox_secret)
-    };
+    write_private(&sandbox.path("secret"), OMI_SECRET);
+    let pcm = ingest(&sandbox, "omi", "omi", &["--secret-file", "secret"]);
     let keyring = sandbox.path("keys.txt");
-    std::fs::write(
+    write_private(
         &keyring,
-        format!(
+        &format!(
             "chunkvault-keyring 1\n# Omi's ENCRYPTION_SECRET, as hex\nactive k1\nomi k1\nkey k1 {}\n",
             hex::encode(OMI_SECRET)
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&keyring, PermissionsExt::from_mode(0o600)).unwrap();
+    );
     let keyring = keyring.display().to_string();
     let out = export(&sandbox, "omi", &["--keyring", &keyring]);
     assert!(
@@ -149,39 +128,27 @@ fn bad_keyrings_fail_in_one_line_without_the_secret() {
     let sandbox = Sandbox::new();
     let keyring = sandbox.path("keys.txt");
     let secret = "ab".repeat(31) + "Q";
-    std::fs::write(
+    write_private(
         &keyring,
-        format!("chunkvault-keyring 1\nactive k1\nomi k1\nkey k1 {secret}\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&keyring, PermissionsExt::from_mode(0o600)).unwrap();
-    let keyring = keyring.display().to_string();
-    let line = failure(
-        sandbox.run(&[
-            "ls",
-            "--uid",
-            "u",
-            "--conversation",
-            "c",
-            "--keyring",
-            &keyring,
-        ]),
-        "line 4",
+        &format!("chunkvault-keyring 1\nactive k1\nomi k1\nkey k1 {secret}\n"),
     );
+    let keyring = keyring.display().to_string();
+    let ls = [
+        "ls",
+        "--uid",
+        "u1",
+        "--conversation",
+        "c",
+        "--keyring",
+        &keyring,
+    ];
+    let line = failure(sandbox.run(&ls), "line 4");
     assert!(!line.contains(&secret) && !line.contains("abab"), "{line}");
     // A keyring and a single secret together are refused.
     let out = sandbox
         .cmd()
         .env("CHUNKVAULT_SECRET", SECRET)
-        .args([
-            "ls",
-            "--uid",
-            "u",
-            "--conversation",
-            "c",
-            "--keyring",
-            &keyring,
-        ])
+        .args(ls)
         .output()
         .unwrap();
     failure(out, "use one");

@@ -548,15 +548,31 @@ mod tests {
             )),
             "cec52949e7122ec4d1f54b8df99a80f84492136e1a6eede26320193a0ed5e41e"
         );
-        let mut sealer = PackSealer::v1_with_params_for_tests(&user, params);
-        assert_eq!(sealer.seal_info().scheme, KeyScheme::V1);
+        let sealer = PackSealer::v1_with_params_for_tests(&user, params);
+        assert_seals_worked_example(
+            sealer,
+            KeyScheme::V1,
+            "5e1a0daadd75d2451cb814e314c5a062c9794cfa109943",
+            "71f2c54ca5a3a03351980980034912e14fc97155b2",
+        );
+    }
+
+    /// Seals FORMAT.md's two worked-example segments ("chunk 0" with aad "hdr|e0", then the
+    /// final "index" with aad "hdr") and compares them with the expected hex.
+    fn assert_seals_worked_example(
+        mut sealer: PackSealer,
+        scheme: KeyScheme,
+        frame0: &str,
+        index: &str,
+    ) {
+        assert_eq!(sealer.seal_info().scheme, scheme);
         assert_eq!(
             hex::encode(sealer.seal(0, b"hdr|e0", b"chunk 0", false).unwrap()),
-            "5e1a0daadd75d2451cb814e314c5a062c9794cfa109943"
+            frame0
         );
         assert_eq!(
             hex::encode(sealer.seal(1, b"hdr", b"index", true).unwrap()),
-            "71f2c54ca5a3a03351980980034912e14fc97155b2"
+            index
         );
     }
 
@@ -589,15 +605,11 @@ mod tests {
             )),
             "f5379998eec530798de471a18d9a796698e27f2a37b56e246236b6b56f99c782"
         );
-        let mut sealer = PackSealer::with_params_for_tests(&root, place, params);
-        assert_eq!(sealer.seal_info().scheme, KeyScheme::V2);
-        assert_eq!(
-            hex::encode(sealer.seal(0, b"hdr|e0", b"chunk 0", false).unwrap()),
-            "76f41f3bb46624d49dfc477eca166d8f0f9d1579088829"
-        );
-        assert_eq!(
-            hex::encode(sealer.seal(1, b"hdr", b"index", true).unwrap()),
-            "cd32b8d2253bd47f115c19f8d66c4c42ea8f7206eb"
+        assert_seals_worked_example(
+            PackSealer::with_params_for_tests(&root, place, params),
+            KeyScheme::V2,
+            "76f41f3bb46624d49dfc477eca166d8f0f9d1579088829",
+            "cd32b8d2253bd47f115c19f8d66c4c42ea8f7206eb",
         );
     }
 

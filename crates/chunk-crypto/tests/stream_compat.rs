@@ -46,6 +46,43 @@ fn reference_cipher_v2(
     Aes256Gcm::new(&hkdf(root.expose_bytes(), salt, &info).into())
 }
 
+/// The worked example's two segments as the reference STREAM encryptor seals them under
+/// `cipher` with the fixed nonce prefix: ("chunk 0", aad "hdr|e0"), then the final ("index",
+/// aad "hdr").
+fn reference_worked_example(cipher: Aes256Gcm) -> (Vec<u8>, Vec<u8>) {
+    let mut reference = EncryptorBE32::from_aead(cipher, &params().nonce_prefix.into());
+    let frame0 = reference
+        .encrypt_next(Payload {
+            msg: b"chunk 0",
+            aad: b"hdr|e0",
+        })
+        .expect("reference seals");
+    let index = reference
+        .encrypt_last(Payload {
+            msg: b"index",
+            aad: b"hdr",
+        })
+        .expect("reference seals");
+    (frame0, index)
+}
+
+/// `opener` opens the worked example's segments, and only at their own positions.
+fn assert_opens_worked_example(opener: &PackOpener, frame0: &[u8], index: &[u8]) {
+    assert_eq!(
+        opener
+            .open(0, b"hdr|e0", frame0, false)
+            .expect("frame 0 opens"),
+        b"chunk 0"
+    );
+    assert_eq!(
+        opener
+            .open(1, b"hdr", index, true)
+            .expect("the index opens"),
+        b"index"
+    );
+    assert!(opener.open(1, b"hdr", frame0, true).is_err());
+}
+
 #[test]
 fn pack_frames_equal_aead_stream_be32() {
     assert_eq!(PACK_KEY_INFO, b"chunkvault pack v1");
@@ -123,31 +160,10 @@ fn pack_known_answer_matches_python_cryptography() {
     let frame0 = hex::decode("5e1a0daadd75d2451cb814e314c5a062c9794cfa109943").unwrap();
     let index = hex::decode("71f2c54ca5a3a03351980980034912e14fc97155b2").unwrap();
 
-    let mut reference = EncryptorBE32::from_aead(
-        reference_cipher_v1(&user, &params().salt),
-        &params().nonce_prefix.into(),
-    );
-    let sealed0 = reference
-        .encrypt_next(Payload {
-            msg: b"chunk 0",
-            aad: b"hdr|e0",
-        })
-        .unwrap();
-    let sealed1 = reference
-        .encrypt_last(Payload {
-            msg: b"index",
-            aad: b"hdr",
-        })
-        .unwrap();
-    assert_eq!((sealed0, sealed1), (frame0.clone(), index.clone()));
-
+    let reference = reference_worked_example(reference_cipher_v1(&user, &params().salt));
+    assert_eq!(reference, (frame0.clone(), index.clone()));
     let opener = PackOpener::v1(&user, &SealParams::from_bytes(&params().to_bytes()));
-    assert_eq!(
-        opener.open(0, b"hdr|e0", &frame0, false).unwrap(),
-        b"chunk 0"
-    );
-    assert_eq!(opener.open(1, b"hdr", &index, true).unwrap(), b"index");
-    assert!(opener.open(1, b"hdr", &frame0, true).is_err());
+    assert_opens_worked_example(&opener, &frame0, &index);
     assert_eq!(
         hex::encode(chunk_crypto::pack::stream_nonce(b"nonce-p", 1, true)),
         "6e6f6e63652d700000000101"
@@ -163,24 +179,15 @@ fn pack_v2_known_answer_matches_python_cryptography() {
     let root = PackRootKey::derive(&secret, "test-uid");
     let frame0 = hex::decode("76f41f3bb46624d49dfc477eca166d8f0f9d1579088829").unwrap();
     let index = hex::decode("cd32b8d2253bd47f115c19f8d66c4c42ea8f7206eb").unwrap();
-    let mut reference = EncryptorBE32::from_aead(
-        reference_cipher_v2(&root, "test-uid", "conv-1", &params().salt),
-        &params().nonce_prefix.into(),
-    );
-    let sealed0 = reference
-        .encrypt_next(Payload {
-            msg: b"chunk 0",
-            aad: b"hdr|e0",
-        })
-        .unwrap();
-    assert_eq!(sealed0, frame0);
-
+    let reference = reference_worked_example(reference_cipher_v2(
+        &root,
+        "test-uid",
+        "conv-1",
+        &params().salt,
+    ));
+    assert_eq!(reference, (frame0.clone(), index.clone()));
     let opener = PackOpener::new(&root, PackPlace::new("test-uid", "conv-1"), &params());
-    assert_eq!(
-        opener.open(0, b"hdr|e0", &frame0, false).unwrap(),
-        b"chunk 0"
-    );
-    assert_eq!(opener.open(1, b"hdr", &index, true).unwrap(), b"index");
+    assert_opens_worked_example(&opener, &frame0, &index);
     // The same bytes as another conversation's, or as a version-1 pack, do not open.
     let elsewhere = PackOpener::new(&root, PackPlace::new("test-uid", "conv-2"), &params());
     assert!(elsewhere.open(1, b"hdr", &index, true).is_err());
