@@ -18,9 +18,43 @@ pub struct PurgeReport {
 /// How many leftover paths a [`StoreError::PurgeIncomplete`] names.
 const SAMPLE: usize = 10;
 
+/// Deletes objects through OpenDAL's `Deleter` (batched where the backend can), or with one
+/// request per object when the store's `batch_delete` option is off.
+enum ObjectDeleter {
+    Batch(opendal::Deleter),
+    Single(opendal::Operator),
+}
+
+impl ObjectDeleter {
+    async fn new(store: &Store) -> opendal::Result<Self> {
+        if store.inner.options.batch_delete {
+            Ok(Self::Batch(store.inner.op.deleter().await?))
+        } else {
+            Ok(Self::Single(store.inner.op.clone()))
+        }
+    }
+
+    /// Deletes `path` (batched: queues it, sending a batch when one is full).
+    async fn delete(&mut self, path: &str) -> opendal::Result<()> {
+        match self {
+            Self::Batch(deleter) => deleter.delete(path).await,
+            Self::Single(op) => op.delete(path).await,
+        }
+    }
+
+    /// Sends what is queued.
+    async fn close(&mut self) -> opendal::Result<()> {
+        match self {
+            Self::Batch(deleter) => deleter.close().await,
+            Self::Single(_) => Ok(()),
+        }
+    }
+}
+
 impl Store {
     /// Deletes the objects at `paths` in as few requests as the backend allows (S3: 1000 per
-    /// request) and returns how many paths were submitted. Deleting a missing object is not an
+    /// request; one per object when [`crate::StoreOptions::batch_delete`] is off) and returns
+    /// how many paths were submitted. Deleting a missing object is not an
     /// error. Every path is checked before anything is deleted. On fs the objects'
     /// directories are synced afterwards, so the deletes survive a power loss.
     pub async fn delete_many<I>(&self, paths: I) -> Result<usize>
@@ -37,10 +71,7 @@ impl Store {
         let Some(first) = paths.first() else {
             return Ok(0);
         };
-        let mut deleter = self
-            .inner
-            .op
-            .deleter()
+        let mut deleter = ObjectDeleter::new(self)
             .await
             .map_err(|err| StoreError::backend(StoreOp::Delete, first.as_ref(), err))?;
         for path in &paths {
@@ -73,10 +104,7 @@ impl Store {
         let mut dirs: Vec<String> = Vec::new();
         {
             let mut lister = PrefixLister::new(self, prefix, true).await?;
-            let mut deleter = self
-                .inner
-                .op
-                .deleter()
+            let mut deleter = ObjectDeleter::new(self)
                 .await
                 .map_err(|err| StoreError::backend(StoreOp::Delete, prefix, err))?;
             while let Some(found) = lister.next().await? {

@@ -77,7 +77,8 @@ impl RetryOptions {
     }
 }
 
-/// Options of a [`Store`]: timeouts, retries, concurrency and create-only enforcement.
+/// Options of a [`Store`]: timeouts, retries, concurrency, create-only enforcement and batch
+/// deletes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreOptions {
     /// Limit on one whole operation that is not streamed (stat, create-only check, …).
@@ -94,6 +95,12 @@ pub struct StoreOptions {
     pub concurrency_limit: Option<usize>,
     /// How create-only writes are enforced.
     pub create_only: CreateOnlyMode,
+    /// Whether [`Store::delete_many`] and [`Store::purge_prefix`] send many objects per
+    /// request where the backend has a batch delete (S3: 1000, GCS: 100, Azure: 256). Off,
+    /// every object is one DELETE request: for servers whose batch delete does not work
+    /// (fake-gcs-server 1.54 cannot parse the batch requests OpenDAL sends, which real GCS
+    /// accepts). URI option `batch_delete=false`. Default on.
+    pub batch_delete: bool,
 }
 
 impl Default for StoreOptions {
@@ -104,6 +111,7 @@ impl Default for StoreOptions {
             retry: RetryOptions::default(),
             concurrency_limit: None,
             create_only: CreateOnlyMode::Native,
+            batch_delete: true,
         }
     }
 }

@@ -8,6 +8,16 @@
 //! | `gcs://bucket[/root]` | Google Cloud Storage (feature `gcs`) |
 //! | `azblob://container[/root]?account_name=…&endpoint=…` | Azure Blob Storage (feature `azblob`) |
 //!
+//! Local emulators are the same schemes with an endpoint (the forms `cargo xtask gcs` and
+//! `cargo xtask azure` print):
+//! - fake-gcs-server: `gcs://bucket?endpoint=http://127.0.0.1:PORT&skip_signature=true`
+//!   (`skip_signature`: unsigned requests, no credentials looked for); add
+//!   `create_only=stat&batch_delete=false`, as it enforces no create-only write and cannot
+//!   parse batch deletes;
+//! - Azurite: `azblob://container?endpoint=http://127.0.0.1:PORT/devstoreaccount1`
+//!   `&account_name=devstoreaccount1&account_key=…` (path-style endpoint: the account is its
+//!   first path segment; the development account's published key).
+//!
 //! Query options of the cloud backends are OpenDAL's own config field names (`endpoint`,
 //! `region`, `access_key_id`, `enable_virtual_host_style`, …); an unknown name is an error
 //! that lists the known ones. Credentials not given in the URI come from the usual environment
@@ -21,6 +31,9 @@
 //! - `timeout_secs`, `io_timeout_secs`: per-operation and per-I/O-step timeouts.
 //! - `retry_max_times`: retries of temporary errors (0 disables retrying).
 //! - `concurrency_limit`: most backend operations in flight at once.
+//! - `batch_delete=true|false`: whether deletes and purges send many objects per request
+//!   where the backend has a batch delete (default `true`; see
+//!   [`crate::StoreOptions::batch_delete`]).
 //!
 //! Values are percent-decoded (`%2B` for `+`); `+` itself stays `+`, so secrets keep their
 //! plus signs.
@@ -39,14 +52,15 @@ pub const ACCEPTED_URIS: &str = "fs:///abs/path, fs://relative/path, memory://, 
      s3://bucket?endpoint=…&region=… (feature s3), gcs://bucket (feature gcs), \
      azblob://container?account_name=…&endpoint=… (feature azblob); store options on any: \
      create_only=native|stat, timeout_secs=N, io_timeout_secs=N, retry_max_times=N, \
-     concurrency_limit=N";
+     concurrency_limit=N, batch_delete=true|false";
 
-const STORE_KEYS: [&str; 5] = [
+const STORE_KEYS: [&str; 6] = [
     "create_only",
     "timeout_secs",
     "io_timeout_secs",
     "retry_max_times",
     "concurrency_limit",
+    "batch_delete",
 ];
 
 const SECRET_MARKERS: [&str; 6] = ["secret", "key", "token", "credential", "password", "sas"];
@@ -173,6 +187,13 @@ fn take_store_options(
     }
     if let Some(v) = map.remove("concurrency_limit") {
         options.concurrency_limit = Some(parse_count(e, "concurrency_limit", &v, 1)?);
+    }
+    if let Some(v) = map.remove("batch_delete") {
+        options.batch_delete = match v.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(e.err(format!("batch_delete={v:?}: expected true or false"))),
+        };
     }
     Ok(options)
 }
@@ -399,6 +420,7 @@ mod tests {
             ("memory://?root=/x", "unknown option \"root\""),
             ("fs:///tmp/x?bogus=1", "unknown option \"bogus\""),
             ("fs:///tmp/x?create_only=maybe", "expected native or stat"),
+            ("fs:///tmp/x?batch_delete=no", "expected true or false"),
             ("fs:///tmp/x?timeout_secs=0", "must be in (0, 86400]"),
             ("fs:///tmp/x?timeout_secs=abc", "not a number"),
             ("fs:///tmp/x?concurrency_limit=0", "from 1 to"),
@@ -440,6 +462,56 @@ mod tests {
         assert_eq!(parsed.op.info().scheme(), "s3");
         assert_eq!(parsed.op.info().name(), "bucket");
         assert_eq!(parsed.op.info().root(), "/some/root/");
+    }
+
+    #[cfg(feature = "gcs")]
+    #[test]
+    fn gcs_emulator_uris_open_without_credentials() {
+        let parsed = parse(
+            "gcs://bucket/it-x?endpoint=http://127.0.0.1:4443&skip_signature=true\
+             &create_only=stat&batch_delete=false",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.op.info().scheme(), "gcs");
+        assert_eq!(parsed.op.info().name(), "bucket");
+        assert_eq!(parsed.op.info().root(), "/it-x/");
+        assert_eq!(parsed.options.create_only, CreateOnlyMode::StatThenWrite);
+        assert!(!parsed.options.batch_delete);
+        let got = reason("gcs://bucket?skip_signatures=true");
+        assert!(
+            got.contains("skip_signature"),
+            "the known list names it: {got}"
+        );
+    }
+
+    #[cfg(feature = "azblob")]
+    #[test]
+    fn azurite_uris_keep_the_key_and_hide_it() {
+        let key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+        let uri = format!(
+            "azblob://container/r?endpoint=http://127.0.0.1:10000/devstoreaccount1\
+             &account_name=devstoreaccount1&account_key={key}"
+        );
+        let parsed = parse(&uri).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.op.info().scheme(), "azblob");
+        assert_eq!(parsed.op.info().name(), "container");
+        assert!(parsed.options.batch_delete, "on by default");
+        assert!(!parsed.display.contains(key), "{}", parsed.display);
+    }
+
+    #[test]
+    fn batch_delete_is_a_store_option() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let uri = format!("fs://{}?batch_delete=false", dir.path().display());
+        let parsed = parse(&uri).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!parsed.options.batch_delete);
+        let uri = format!("fs://{}?batch_delete=true", dir.path().display());
+        assert!(
+            parse(&uri)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .options
+                .batch_delete
+        );
     }
 
     #[cfg(not(feature = "gcs"))]

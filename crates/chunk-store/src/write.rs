@@ -1,8 +1,9 @@
 //! [`ObjectWriter`]: one object, written piece by piece, committed at close or not at all.
 //!
 //! Memory stays bounded whatever the object size: the writer holds at most about two parts of
-//! the backend's multipart size (S3 / GCS: 5 MiB), plus the piece being written. Below that
-//! size the object is one single PUT at close; above it, a multipart upload completed at close.
+//! the backend's multipart size (S3 / GCS / Azure: 5 MiB), plus the piece being written.
+//! Below that size the object is one single PUT at close; above it, a multipart upload (Azure:
+//! blocks and a block list) completed at close.
 //!
 //! Nothing is visible at the path before [`ObjectWriter::close`] succeeds, on every backend:
 //! - fs writes into `<root>/.chunkvault-tmp/` (OpenDAL's `atomic_write_dir`) and renames the
@@ -35,6 +36,14 @@ use crate::error::{Result, StoreError, StoreOp};
 use crate::path::check_object_path;
 use crate::put::{PutMode, map_write_error};
 use crate::store::{CreateOnlyMode, Store};
+
+/// The part size of a streamed write to Azure Blob. OpenDAL buffers S3 and GCS writes to their
+/// minimum multipart size (5 MiB) by itself, but passes every piece given to an Azure writer
+/// down as a block of its own (Azure has no minimum block size): a 60 s Omi batch written as
+/// twelve 5 s chunks cost 12 Put Block requests and a Put Block List instead of one Put Blob,
+/// and 10 MiB in 1 MiB pieces 11 requests. Found by the behaviour suite on Azurite; fixed by
+/// asking for 5 MiB parts, the same as S3 and GCS.
+const STREAM_PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// A streaming writer for one object. Made by [`Store::writer`].
 pub struct ObjectWriter {
@@ -117,6 +126,8 @@ impl Store {
         let mut future = self.inner.op.writer_with(path).if_not_exists(native);
         if let Some(len) = whole_len.filter(|&len| len > 0) {
             future = future.chunk(len);
+        } else if self.scheme() == "azblob" {
+            future = future.chunk(STREAM_PART_SIZE);
         }
         let writer = future
             .await
