@@ -2,17 +2,27 @@
 //!
 //! - `fs`: a fresh temporary directory per case;
 //! - `memory`: a fresh in-process store per case;
-//! - `s3`: the server named by `CHUNKVAULT_TEST_S3_URI` (set by `cargo xtask s3`), each case
-//!   under its own root so cases never see each other's objects. When the variable is unset
-//!   the S3 cases print a skip line and pass, unless `CHUNKVAULT_REQUIRE_S3=1` (CI), where
-//!   they fail. Garage does not enforce `If-None-Match: *`, so the harness adds
-//!   `create_only=stat` unless the URI chooses a mode itself.
+//! - `s3`, `gcs`, `azblob`: the servers named by `CHUNKVAULT_TEST_S3_URI` (Garage, set by
+//!   `cargo xtask s3`), `CHUNKVAULT_TEST_GCS_URI` (fake-gcs-server, `cargo xtask gcs`) and
+//!   `CHUNKVAULT_TEST_AZBLOB_URI` (Azurite, `cargo xtask azure`), each case under its own root
+//!   so cases never see each other's objects. When a variable is unset its cases print a skip
+//!   line and pass, unless `CHUNKVAULT_REQUIRE_S3` / `_GCS` / `_AZBLOB` is `1` (CI), where
+//!   they fail. The harness adds the options a server needs (`chunkvault_tests::backends`):
+//!   Garage and fake-gcs-server do not enforce create-only writes (`create_only=stat`), and
+//!   fake-gcs-server cannot parse batch deletes (`batch_delete=false`).
+//!
+//! What an emulator lacks is checked where it shows, so a fixed emulator fails the test that
+//! documents the gap: fake-gcs-server has no XML multipart upload (`streaming_writer_10_mib`
+//! checks the refusal, then streams the 10 MiB through a resumable upload), nor a batch
+//! delete it can parse (`fake_gcs_batch_delete_fails_as_documented`); which servers enforce
+//! create-only writes is `emulators_enforce_create_only_as_documented`.
 
 use bytes::Bytes;
 use chunk_format::ObjectName;
 use chunk_store::layers::{FaultKind, FaultLayer, FaultOp, FaultPlan, FaultRule, FaultSchedule};
 use chunk_store::layout::{self, ConversationId, UserId};
 use chunk_store::{PutMode, RetryOptions, Store, StoreError};
+use chunkvault_tests::backends;
 use futures::StreamExt;
 
 const MIB: usize = 1024 * 1024;
@@ -48,9 +58,9 @@ impl Backend {
         )
     }
 
-    fn s3(case: &str) -> Option<Self> {
-        let uri = chunkvault_tests::backends::s3_uri(case)?;
-        let store = Store::from_uri(&uri).unwrap_or_else(|e| panic!("s3 store opens: {e}"));
+    /// A store on a real server (see `chunkvault_tests::backends`), under a root of its own.
+    fn server(server: backends::Server, case: &str) -> Option<Self> {
+        let store = backends::open(server, case)?;
         Some(Self::from_store(store, None))
     }
 
@@ -103,6 +113,47 @@ async fn assert_absent(store: &Store, path: &str) {
         store.read(path).await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// Streams 10 MiB in 1 MiB pieces to `path`; returns the bytes written.
+async fn write_10_mib(s: &Store, path: &str, mode: PutMode) -> Result<Vec<u8>, StoreError> {
+    let mut w = s.writer(path, mode).await?;
+    let mut expected = Vec::with_capacity(10 * MIB);
+    for i in 0..10 {
+        let piece = pattern(MIB, i);
+        expected.extend_from_slice(&piece);
+        w.write(piece).await?;
+    }
+    assert_eq!(w.close().await?, (10 * MIB) as u64);
+    Ok(expected)
+}
+
+/// Reads `path` back whole and its last bytes by range.
+async fn check_10_mib(s: &Store, path: &str, expected: &[u8]) {
+    let got = s.read(path).await.expect("read");
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "content differs");
+    let tail = s
+        .read_range(path, (10 * MIB - 3) as u64..(10 * MIB) as u64)
+        .await
+        .expect("tail");
+    assert_eq!(tail, &expected[10 * MIB - 3..]);
+}
+
+/// The same store with another create-only mode.
+fn with_create_only(s: &Store, mode: chunk_store::CreateOnlyMode) -> Store {
+    let mut options = s.options().clone();
+    options.create_only = mode;
+    s.with_options(options)
+}
+
+/// Tells whether `err` is fake-gcs-server (1.54) refusing an XML API multipart upload:
+/// `POST /<bucket>/<object>?uploads` answers 404, as the emulator implements the JSON API's
+/// uploads (media, multipart, resumable) and no XML multipart. OpenDAL's GCS writer uses XML
+/// multipart for an unconditional write of more than one 5 MiB part, which real GCS serves.
+fn fake_gcs_lacks_xml_multipart(err: &StoreError) -> bool {
+    let text = format!("{err:?}");
+    text.contains("CreateMultipartUpload") && text.contains("code: 404")
 }
 
 /// Every case, written once.
@@ -239,32 +290,46 @@ mod cases {
     }
 
     pub(crate) async fn streaming_writer_10_mib(b: &Backend) {
-        let s = &b.store;
         let (uid, conv) = ids("u1", "c1");
         let path = path_of(&uid, &conv, "1000.000-1600.000.batch.bin");
+        if b.scheme() == "gcs" {
+            // fake-gcs-server has no XML API multipart upload, which OpenDAL's GCS writer uses
+            // for an unconditional write of more than one 5 MiB part (see
+            // `fake_gcs_lacks_xml_multipart`): the overwrite fails with exactly that.
+            let refused = write_10_mib(&b.store, &path, PutMode::Overwrite).await;
+            assert!(
+                refused.as_ref().is_err_and(fake_gcs_lacks_xml_multipart),
+                "fake-gcs-server takes XML multipart uploads now? {refused:?}"
+            );
+            assert_absent(&b.store, &path).await;
+            // The same 10 MiB through GCS's other streaming upload: a native create-only
+            // writer (what real GCS, which enforces `ifGenerationMatch=0`, uses for every
+            // create-only write) sends a resumable upload, which the emulator has. Its request
+            // count is not the multipart one and is not checked here.
+            let native = with_create_only(&b.store, chunk_store::CreateOnlyMode::Native);
+            let expected = write_10_mib(&native, &path, PutMode::CreateOnly)
+                .await
+                .expect("resumable upload");
+            check_10_mib(&native, &path, &expected).await;
+            return;
+        }
+        let s = &b.store;
         s.reset_op_counts();
         let before = s.op_counts();
-        let mut w = s.writer(&path, PutMode::Overwrite).await.expect("writer");
-        let mut expected = Vec::with_capacity(10 * MIB);
-        for i in 0..10 {
-            let piece = pattern(MIB, i);
-            expected.extend_from_slice(&piece);
-            w.write(piece).await.expect("write");
-        }
-        assert_eq!(w.close().await.expect("close"), (10 * MIB) as u64);
+        let expected = write_10_mib(s, &path, PutMode::Overwrite)
+            .await
+            .expect("write");
         let counts = s.op_counts() - before;
         // fs and memory: one object write. S3: the 1 MiB pieces are buffered into two 5 MiB
-        // parts: initiate + 2 parts + complete.
-        let expected_writes = if b.scheme() == "s3" { 4 } else { 1 };
+        // parts: initiate + 2 parts + complete. Azure: the same two parts as blocks, then the
+        // block list (chunk-store asks for 5 MiB parts; unbuffered, each piece was a block).
+        let expected_writes = match b.scheme() {
+            "s3" => 4,
+            "azblob" => 3,
+            _ => 1,
+        };
         assert_eq!(counts.write, expected_writes, "{counts}");
-        let got = s.read(&path).await.expect("read");
-        assert_eq!(got.len(), expected.len());
-        assert!(got == expected, "content differs");
-        let tail = s
-            .read_range(&path, (10 * MIB - 3) as u64..(10 * MIB) as u64)
-            .await
-            .expect("tail");
-        assert_eq!(tail, &expected[10 * MIB - 3..]);
+        check_10_mib(s, &path, &expected).await;
     }
 
     pub(crate) async fn writer_abort_and_drop_leave_nothing(b: &Backend) {
@@ -366,14 +431,29 @@ mod cases {
 
     pub(crate) async fn writer_fault_on_close_leaves_nothing(b: &Backend) {
         let (uid, conv) = ids("u1", "c1");
-        let (s, fault) = b.with_faults([FaultRule::new(
-            FaultOp::Close,
-            FaultKind::Permanent,
-            FaultSchedule::Always,
-        )]);
+        // On fake-gcs-server the 7 MiB overwrite would fail before its close, at the XML
+        // multipart upload the emulator lacks (see `fake_gcs_lacks_xml_multipart`); native
+        // create-only writers send resumable uploads instead, which reach the close. (The
+        // options first: `with_options` rebuilds the store without a fault layer.)
+        let (store, mode) = if b.scheme() == "gcs" {
+            (
+                with_create_only(&b.store, chunk_store::CreateOnlyMode::Native),
+                PutMode::CreateOnly,
+            )
+        } else {
+            (b.store.clone(), PutMode::Overwrite)
+        };
+        let fault = FaultLayer::new(FaultPlan {
+            rules: vec![FaultRule::new(
+                FaultOp::Close,
+                FaultKind::Permanent,
+                FaultSchedule::Always,
+            )],
+        });
+        let s = store.with_fault_layer(fault.clone());
         for (name, pieces) in [("1000.000.batch.bin", 2), ("2000.000.batch.bin", 7)] {
             let path = path_of(&uid, &conv, name);
-            let mut w = s.writer(&path, PutMode::Overwrite).await.expect("writer");
+            let mut w = s.writer(&path, mode).await.expect("writer");
             for i in 0..pieces {
                 w.write(pattern(MIB, i)).await.expect("write");
             }
@@ -611,10 +691,10 @@ mod cases {
             assert_eq!(object.path, format!("{prefix}{}", name_of(i)));
         }
         let counts = s.op_counts();
-        if b.scheme() == "s3" {
-            assert_eq!(counts.list, 3, "2100 keys: three 1000-key pages");
-        } else {
-            assert_eq!(counts.list, 1);
+        match b.scheme() {
+            "s3" | "gcs" => assert_eq!(counts.list, 3, "2100 keys: three 1000-key pages"),
+            "azblob" => assert_eq!(counts.list, 1, "2100 keys: one 5000-key page"),
+            _ => assert_eq!(counts.list, 1),
         }
         assert_eq!(
             s.list_prefix(&prefix)
@@ -827,11 +907,17 @@ macro_rules! behaviour {
                 }
             )*
         }
-        mod s3 {
+        behaviour!(@server s3, S3, $($case),*);
+        behaviour!(@server gcs, GCS, $($case),*);
+        behaviour!(@server azblob, AZBLOB, $($case),*);
+    };
+    (@server $module:ident, $server:ident, $($case:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    if let Some(backend) = super::Backend::s3(stringify!($case)) {
+                    let server = chunkvault_tests::backends::$server;
+                    if let Some(backend) = super::Backend::server(server, stringify!($case)) {
                         super::cases::$case(&backend).await;
                     }
                 }
@@ -966,4 +1052,144 @@ fn s3_case_uris() {
     let uri = chunkvault_tests::backends::case_uri("s3://b/?create_only=native", "y");
     assert!(uri.ends_with("?create_only=native"), "{uri}");
     assert!(!uri.contains("//it-"), "{uri}");
+}
+
+/// What each real server does with create-only writes of a path that exists when the store
+/// trusts it (`create_only=native`): a second single PUT, and a second streamed write of
+/// 6 MiB (S3 multipart, GCS resumable upload, Azure block list). Measured: Azurite refuses
+/// both with 409 `BlobAlreadyExists`, as Azure does; Garage 2.5 and fake-gcs-server 1.54 store
+/// both (they accept `If-None-Match: *` / `ifGenerationMatch=0` and overwrite). That is why the
+/// harness adds `create_only=stat` for those two and nothing for Azurite: a server that
+/// changes fails here, and its entry in `chunkvault_tests::backends` must change with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulators_enforce_create_only_as_documented() {
+    for server in backends::SERVERS {
+        let Some(store) = backends::open(server, "create-only-probe") else {
+            continue;
+        };
+        let native = with_create_only(&store, chunk_store::CreateOnlyMode::Native);
+        let expect_enforced = server
+            .options
+            .iter()
+            .all(|(name, _)| *name != "create_only");
+        let (uid, conv) = ids("u1", "c");
+        let small = path_of(&uid, &conv, "1000.000.bin");
+        native
+            .put(&small, pattern(3, 1), PutMode::CreateOnly)
+            .await
+            .expect("first create-only put");
+        let second = native.put(&small, pattern(3, 2), PutMode::CreateOnly).await;
+        let enforced = matches!(second, Err(StoreError::AlreadyExists { .. }));
+        assert_eq!(
+            enforced, expect_enforced,
+            "{}: second create-only PUT: {second:?}",
+            server.name
+        );
+        if !enforced {
+            second.unwrap_or_else(|e| panic!("{}: {e}", server.name));
+        }
+        let kept = if enforced { 1 } else { 2 };
+        assert_eq!(native.read(&small).await.expect("read"), pattern(3, kept));
+
+        let large = path_of(&uid, &conv, "2000.000-2600.000.pack");
+        let stream = |seed: u8| {
+            let native = native.clone();
+            let large = large.clone();
+            async move {
+                let mut w = native.writer(&large, PutMode::CreateOnly).await?;
+                for i in 0..6 {
+                    w.write(pattern(MIB, seed + i)).await?;
+                }
+                w.close().await
+            }
+        };
+        stream(10).await.expect("first streamed create-only write");
+        let second = stream(20).await;
+        let enforced = matches!(second, Err(StoreError::AlreadyExists { .. }));
+        assert_eq!(
+            enforced, expect_enforced,
+            "{}: second streamed create-only write: {second:?}",
+            server.name
+        );
+        if !enforced {
+            second.unwrap_or_else(|e| panic!("{}: {e}", server.name));
+        }
+        let head = native.read_range(&large, 0..4).await.expect("read");
+        let seed = if enforced { 10 } else { 20 };
+        assert_eq!(head, pattern(MIB, seed).slice(0..4), "{}", server.name);
+    }
+}
+
+/// fake-gcs-server answers OpenDAL's batch delete with a 400 per sub-request (see
+/// `chunkvault_tests::backends`), which is why the harness gives it `batch_delete=false`.
+/// With batching on, deleting two objects fails with the emulator's message and deletes
+/// neither; an emulator that parses the batch fails this test, and the option can go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_gcs_batch_delete_fails_as_documented() {
+    let Some(store) = backends::open(backends::GCS, "batch-delete-probe") else {
+        return;
+    };
+    assert!(!store.options().batch_delete);
+    let mut options = store.options().clone();
+    options.batch_delete = true;
+    let batched = store.with_options(options);
+    let (uid, conv) = ids("u1", "c");
+    let paths = [
+        path_of(&uid, &conv, "1000.000.bin"),
+        path_of(&uid, &conv, "1005.000.bin"),
+    ];
+    for path in &paths {
+        store
+            .put(path, pattern(3, 0), PutMode::Overwrite)
+            .await
+            .expect("put");
+    }
+    let err = batched
+        .delete_many(paths.iter())
+        .await
+        .expect_err("fake-gcs-server parses OpenDAL's batch delete now?");
+    assert!(
+        format!("{err:?}").contains("unable to process request"),
+        "{err:?}"
+    );
+    for path in &paths {
+        assert!(store.exists(path).await.expect("exists"), "{path} stays");
+    }
+    // One DELETE per object works.
+    assert_eq!(store.delete_many(paths.iter()).await.expect("delete"), 2);
+    for path in &paths {
+        assert_absent(&store, path).await;
+    }
+}
+
+/// Each server's URI gets the options its server needs, unless the URI sets them.
+#[test]
+fn server_case_uris_add_missing_options_only() {
+    let uri = backends::case_uri_with(
+        "gcs://chunkvault-test?endpoint=http://127.0.0.1:4443&skip_signature=true",
+        "x",
+        backends::GCS.options,
+    );
+    assert!(uri.starts_with("gcs://chunkvault-test/it-x-"), "{uri}");
+    assert!(
+        uri.ends_with(
+            "?endpoint=http://127.0.0.1:4443&skip_signature=true&create_only=stat&batch_delete=false"
+        ),
+        "{uri}"
+    );
+    let uri = backends::case_uri_with("gcs://b?batch_delete=true", "y", backends::GCS.options);
+    assert!(
+        uri.ends_with("?batch_delete=true&create_only=stat"),
+        "{uri}"
+    );
+    let uri = backends::case_uri_with(
+        "azblob://c?endpoint=http://127.0.0.1:10000/devstoreaccount1",
+        "z",
+        backends::AZBLOB.options,
+    );
+    assert!(
+        uri.starts_with("azblob://c/it-z-")
+            && uri.ends_with("?endpoint=http://127.0.0.1:10000/devstoreaccount1"),
+        "{uri}"
+    );
 }

@@ -1,10 +1,32 @@
 //! The backends every end-to-end suite runs against: fs (a temporary directory), memory, and
-//! the S3 server named by `CHUNKVAULT_TEST_S3_URI` (Garage, started by `cargo xtask s3`).
+//! the real servers that `cargo xtask` starts on loopback:
 //!
-//! When the variable is unset the S3 backend is skipped with a printed line, unless
-//! `CHUNKVAULT_REQUIRE_S3=1` (CI), where that is a failure. Each S3 case gets its own root so
-//! cases never see each other's objects; Garage does not enforce `If-None-Match: *`, so
-//! `create_only=stat` is added unless the URI picks a mode.
+//! | backend | variable | server | started by |
+//! |---|---|---|---|
+//! | `s3` | `CHUNKVAULT_TEST_S3_URI` | Garage 2.5.0 | `cargo xtask s3` |
+//! | `gcs` | `CHUNKVAULT_TEST_GCS_URI` | fake-gcs-server 1.54.0 | `cargo xtask gcs` |
+//! | `azblob` | `CHUNKVAULT_TEST_AZBLOB_URI` | Azurite 3.35.0 | `cargo xtask azure` |
+//!
+//! When a variable is unset its backend is skipped with a printed line, unless
+//! `CHUNKVAULT_REQUIRE_<NAME>=1` (`S3`, `GCS`, `AZBLOB`; `cargo xtask ci` sets them), where
+//! that is a failure. Each case gets its own root on the server so cases never see each
+//! other's objects.
+//!
+//! Each server's URI gets the store options the server needs, unless the URI sets them itself
+//! ([`Server::options`]). Create-only writes, measured with two create-only PUTs of one path
+//! (`store_behavior`'s `emulators_enforce_create_only_as_documented` keeps checking it):
+//! - Garage accepts `If-None-Match: *` and overwrites anyway: `create_only=stat`;
+//! - fake-gcs-server ignores `ifGenerationMatch=0` on the resumable uploads OpenDAL sends for
+//!   a conditional write (and on `uploadType=media`; only `uploadType=multipart` honours it):
+//!   `create_only=stat`;
+//! - Azurite refuses the second `If-None-Match: *` PUT with 409 `BlobAlreadyExists`, as Azure
+//!   does: `create_only=native`, the default.
+//!
+//! fake-gcs-server also answers every sub-request of OpenDAL's batch delete with 400 ("unable
+//! to process request"): each sub-request is a request line alone, and the emulator's parser
+//! wants the empty line that ends a header block after it (the same batch with that line added
+//! is accepted). OpenDAL's batch delete is GCS's JSON batch API as real GCS serves it. So the
+//! GCS URI gets `batch_delete=false`: one DELETE per object.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,14 +34,59 @@ use chunk_store::Store;
 
 /// A store under test and whatever keeps it alive.
 pub struct TestBackend {
-    /// `fs`, `memory` or `s3`.
+    /// `fs`, `memory`, `s3`, `gcs` or `azblob`.
     pub name: &'static str,
     /// The store.
     pub store: Store,
     _dir: Option<tempfile::TempDir>,
 }
 
-/// A fresh store per backend for the case `case`: fs, memory, and S3 when configured.
+/// One real server the suites can run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Server {
+    /// The backend's name (its URI scheme): `s3`, `gcs`, `azblob`.
+    pub name: &'static str,
+    /// The variable holding the server's store URI.
+    pub uri_var: &'static str,
+    /// The variable that, set to `1`, makes a missing URI a failure instead of a skip.
+    pub require_var: &'static str,
+    /// The xtask command that starts the server.
+    pub xtask: &'static str,
+    /// Store options added to the URI, each unless the URI names it (see the module docs).
+    pub options: &'static [(&'static str, &'static str)],
+}
+
+/// Garage, through `cargo xtask s3`.
+pub const S3: Server = Server {
+    name: "s3",
+    uri_var: "CHUNKVAULT_TEST_S3_URI",
+    require_var: "CHUNKVAULT_REQUIRE_S3",
+    xtask: "s3",
+    options: &[("create_only", "stat")],
+};
+
+/// fake-gcs-server, through `cargo xtask gcs`.
+pub const GCS: Server = Server {
+    name: "gcs",
+    uri_var: "CHUNKVAULT_TEST_GCS_URI",
+    require_var: "CHUNKVAULT_REQUIRE_GCS",
+    xtask: "gcs",
+    options: &[("create_only", "stat"), ("batch_delete", "false")],
+};
+
+/// Azurite, through `cargo xtask azure`.
+pub const AZBLOB: Server = Server {
+    name: "azblob",
+    uri_var: "CHUNKVAULT_TEST_AZBLOB_URI",
+    require_var: "CHUNKVAULT_REQUIRE_AZBLOB",
+    xtask: "azure",
+    options: &[],
+};
+
+/// The real servers, in the order the suites run them.
+pub const SERVERS: [Server; 3] = [S3, GCS, AZBLOB];
+
+/// A fresh store per backend for the case `case`: fs, memory, and each configured server.
 pub fn all(case: &str) -> Vec<TestBackend> {
     let dir = tempfile::tempdir().expect("temp dir");
     let fs = Store::from_uri(&format!("fs://{}", dir.path().join("bucket").display()))
@@ -36,38 +103,72 @@ pub fn all(case: &str) -> Vec<TestBackend> {
             _dir: None,
         },
     ];
-    if let Some(uri) = s3_uri(case) {
-        let store = Store::from_uri(&uri).unwrap_or_else(|e| panic!("s3 store opens: {e}"));
-        backends.push(TestBackend {
-            name: "s3",
-            store,
-            _dir: None,
-        });
+    for server in SERVERS {
+        if let Some(store) = open(server, case) {
+            backends.push(TestBackend {
+                name: server.name,
+                store,
+                _dir: None,
+            });
+        }
     }
     backends
+}
+
+/// A store on `server` under a root of its own for `case`, or `None` when the server is not
+/// configured and not required.
+pub fn open(server: Server, case: &str) -> Option<Store> {
+    let uri = server_uri(server, case)?;
+    Some(Store::from_uri(&uri).unwrap_or_else(|e| panic!("{} store opens: {e}", server.name)))
+}
+
+/// The URI for `case` on `server` (own root, the server's options unless the URI sets them),
+/// or `None` when the server is not configured and not required.
+pub fn server_uri(server: Server, case: &str) -> Option<String> {
+    let Some(uri) = std::env::var(server.uri_var).ok().filter(|u| !u.is_empty()) else {
+        assert!(
+            std::env::var(server.require_var).as_deref() != Ok("1"),
+            "{}=1 but {} is not set: start the server with `eval \"$(cargo xtask {})\"`",
+            server.require_var,
+            server.uri_var,
+            server.xtask
+        );
+        eprintln!(
+            "skipped: {} {case} ({} is not set)",
+            server.name, server.uri_var
+        );
+        return None;
+    };
+    Some(case_uri_with(&uri, case, server.options))
 }
 
 /// The S3 URI for `case` (own root, `create_only=stat`), or `None` when S3 is not configured
 /// and not required.
 pub fn s3_uri(case: &str) -> Option<String> {
-    let Some(uri) = std::env::var("CHUNKVAULT_TEST_S3_URI")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("CHUNKVAULT_REQUIRE_S3").as_deref() != Ok("1"),
-            "CHUNKVAULT_REQUIRE_S3=1 but CHUNKVAULT_TEST_S3_URI is not set: start the server \
-             with `eval \"$(cargo xtask s3)\"`"
-        );
-        eprintln!("skipped: s3 {case} (CHUNKVAULT_TEST_S3_URI is not set)");
-        return None;
-    };
-    Some(case_uri(&uri, case))
+    server_uri(S3, case)
+}
+
+/// The GCS URI for `case` (own root, `create_only=stat&batch_delete=false`), or `None` when
+/// GCS is not configured and not required.
+pub fn gcs_uri(case: &str) -> Option<String> {
+    server_uri(GCS, case)
+}
+
+/// The Azure Blob URI for `case` (own root, native create-only), or `None` when Azure Blob is
+/// not configured and not required.
+pub fn azblob_uri(case: &str) -> Option<String> {
+    server_uri(AZBLOB, case)
 }
 
 /// Puts case `case` under its own root (`s3://bucket/it-<case>-<pid>-<nanos>?…`) and adds
-/// `create_only=stat` unless the URI picks a mode.
+/// `create_only=stat` unless the URI picks a mode (Garage's need; see [`case_uri_with`]).
 pub fn case_uri(uri: &str, case: &str) -> String {
+    case_uri_with(uri, case, S3.options)
+}
+
+/// Puts case `case` under its own root (`<scheme>://<bucket>/it-<case>-<pid>-<nanos>?…`) and
+/// adds each of `options` whose name the URI's query does not set.
+pub fn case_uri_with(uri: &str, case: &str, options: &[(&str, &str)]) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -75,11 +176,16 @@ pub fn case_uri(uri: &str, case: &str) -> String {
     let root = format!("it-{case}-{}-{nanos}", std::process::id());
     let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
     let mut query = query.to_owned();
-    if !query.contains("create_only=") {
-        if !query.is_empty() {
-            query.push('&');
+    for (name, value) in options {
+        let named = query
+            .split('&')
+            .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == *name);
+        if !named {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&format!("{name}={value}"));
         }
-        query.push_str("create_only=stat");
     }
     format!("{}/{root}?{query}", base.trim_end_matches('/'))
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::{cmd, fuzz, install, metadata, proptest, s3};
+use crate::{azure, cmd, fuzz, gcs, install, metadata, proptest, s3, server};
 
 /// Cases per property in the `proptest` step (about a minute on 2 cores).
 pub(crate) const DEFAULT_PROPTEST_CASES: u32 = 2000;
@@ -20,6 +20,11 @@ pub(crate) struct Config {
     pub(crate) skip_fuzz: bool,
     /// Skip the S3 server; S3 tests then skip themselves (local iteration only).
     pub(crate) skip_s3: bool,
+    /// Skip the GCS server; GCS tests then skip themselves (local iteration only).
+    pub(crate) skip_gcs: bool,
+    /// Skip the Azure Blob server; Azure Blob tests then skip themselves (local iteration
+    /// only).
+    pub(crate) skip_azure: bool,
     /// Whether missing Debian packages may be installed with apt-get.
     pub(crate) use_apt: bool,
     /// `PROPTEST_CASES` for the proptest step.
@@ -151,20 +156,30 @@ fn run_steps(config: &Config, root: &Path, steps: &mut Steps) -> Result<()> {
         )
     })?;
 
+    // Every server not skipped is started and required: the tests fail, not skip, when it
+    // does not answer.
     let mut env: Vec<(String, String)> = Vec::new();
-    let server = if config.skip_s3 {
-        steps.skip("s3 start", "--skip-s3");
-        None
-    } else {
-        let guard = steps.run("s3 start", s3::start_for_ci)?;
+    let mut servers = Vec::new();
+    for (kind, skip, flag) in [
+        (&s3::KIND, config.skip_s3, "--skip-s3"),
+        (&gcs::KIND, config.skip_gcs, "--skip-gcs"),
+        (&azure::KIND, config.skip_azure, "--skip-azure"),
+    ] {
+        let step = format!("{} start", kind.command);
+        if skip {
+            steps.skip(&step, flag);
+            continue;
+        }
+        let guard = steps.run(&step, || server::start_for_ci(kind))?;
         eprintln!(
-            "xtask: S3 server ready in {:.2} s",
+            "xtask: {} server ready in {:.2} s",
+            kind.label,
             guard.server().startup().as_secs_f64()
         );
         env.extend(guard.server().env().iter().cloned());
-        env.push(("CHUNKVAULT_REQUIRE_S3".to_owned(), "1".to_owned()));
-        Some(guard)
-    };
+        env.push((kind.require_var.to_owned(), "1".to_owned()));
+        servers.push(guard);
+    }
 
     steps.run("test", || {
         let mut command = test_command(root)?;
@@ -192,8 +207,9 @@ fn run_steps(config: &Config, root: &Path, steps: &mut Steps) -> Result<()> {
             &env,
         )
     })?;
-    // The fuzz step needs no S3 server: stop it now (a failure above stops it on drop).
-    drop(server);
+    // The fuzz step needs no storage server: stop them now (a failure above stops them on
+    // drop).
+    drop(servers);
 
     if config.skip_fuzz {
         steps.skip("fuzz smoke", "--skip-fuzz");

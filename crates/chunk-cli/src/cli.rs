@@ -30,7 +30,8 @@ pub(crate) struct Cli {
 /// Options accepted before or after the subcommand.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// Store URI: fs:///abs/path, fs://relative/path, memory://, s3://bucket?endpoint=…&region=…
+    /// Store URI: fs:///abs/path, fs://relative/path, memory://, s3://bucket?endpoint=…&region=…,
+    /// gcs://bucket, azblob://container?account_name=…&endpoint=…
     #[arg(
         long,
         global = true,
