@@ -1054,6 +1054,25 @@ fn s3_case_uris() {
     assert!(!uri.contains("//it-"), "{uri}");
 }
 
+/// Whether a second create-only write (`what`) was refused with `AlreadyExists`, asserting
+/// that this is what `server` is documented to do; any other error fails the test.
+fn refused_as_expected<T: std::fmt::Debug>(
+    second: Result<T, StoreError>,
+    expect_enforced: bool,
+    server: &str,
+    what: &str,
+) -> bool {
+    let enforced = matches!(second, Err(StoreError::AlreadyExists { .. }));
+    assert_eq!(
+        enforced, expect_enforced,
+        "{server}: second create-only {what}: {second:?}"
+    );
+    if !enforced {
+        second.unwrap_or_else(|e| panic!("{server}: {e}"));
+    }
+    enforced
+}
+
 /// What each real server does with create-only writes of a path that exists when the store
 /// trusts it (`create_only=native`): a second single PUT, and a second streamed write of
 /// 6 MiB (S3 multipart, GCS resumable upload, Azure block list). Measured: Azurite refuses
@@ -1079,15 +1098,7 @@ async fn emulators_enforce_create_only_as_documented() {
             .await
             .expect("first create-only put");
         let second = native.put(&small, pattern(3, 2), PutMode::CreateOnly).await;
-        let enforced = matches!(second, Err(StoreError::AlreadyExists { .. }));
-        assert_eq!(
-            enforced, expect_enforced,
-            "{}: second create-only PUT: {second:?}",
-            server.name
-        );
-        if !enforced {
-            second.unwrap_or_else(|e| panic!("{}: {e}", server.name));
-        }
+        let enforced = refused_as_expected(second, expect_enforced, server.name, "PUT");
         let kept = if enforced { 1 } else { 2 };
         assert_eq!(native.read(&small).await.expect("read"), pattern(3, kept));
 
@@ -1104,16 +1115,8 @@ async fn emulators_enforce_create_only_as_documented() {
             }
         };
         stream(10).await.expect("first streamed create-only write");
-        let second = stream(20).await;
-        let enforced = matches!(second, Err(StoreError::AlreadyExists { .. }));
-        assert_eq!(
-            enforced, expect_enforced,
-            "{}: second streamed create-only write: {second:?}",
-            server.name
-        );
-        if !enforced {
-            second.unwrap_or_else(|e| panic!("{}: {e}", server.name));
-        }
+        let enforced =
+            refused_as_expected(stream(20).await, expect_enforced, server.name, "stream");
         let head = native.read_range(&large, 0..4).await.expect("read");
         let seed = if enforced { 10 } else { 20 };
         assert_eq!(head, pattern(MIB, seed).slice(0..4), "{}", server.name);

@@ -535,11 +535,7 @@ mod tests {
         // The version-1 worked example of docs/FORMAT.md ("Pack sealing (STREAM)"), computed
         // independently with Python `cryptography`; tests/stream_compat.rs opens the same bytes.
         let user = UserKey::from_bytes([0x42; 32]);
-        let params = SealParams {
-            key_id: KeyId::new(3),
-            salt: *b"0123456789abcdef",
-            nonce_prefix: *b"nonce-p",
-        };
+        let params = worked_example_params();
         assert_eq!(
             hex::encode(*hkdf_sha256(
                 user.expose_bytes(),
@@ -555,6 +551,16 @@ mod tests {
             "5e1a0daadd75d2451cb814e314c5a062c9794cfa109943",
             "71f2c54ca5a3a03351980980034912e14fc97155b2",
         );
+    }
+
+    /// The seal parameters of FORMAT.md's worked examples: key id 3, salt `0123456789abcdef`,
+    /// nonce prefix `nonce-p`.
+    fn worked_example_params() -> SealParams {
+        SealParams {
+            key_id: KeyId::new(3),
+            salt: *b"0123456789abcdef",
+            nonce_prefix: *b"nonce-p",
+        }
     }
 
     /// Seals FORMAT.md's two worked-example segments ("chunk 0" with aad "hdr|e0", then the
@@ -592,11 +598,7 @@ mod tests {
             "6368756e6b7661756c74207061636b2076320000000000000008746573742d756964\
              0000000000000006636f6e762d31"
         );
-        let params = SealParams {
-            key_id: KeyId::new(3),
-            salt: *b"0123456789abcdef",
-            nonce_prefix: *b"nonce-p",
-        };
+        let params = worked_example_params();
         assert_eq!(
             hex::encode(*hkdf_sha256(
                 root.expose_bytes(),
