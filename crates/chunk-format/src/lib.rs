@@ -33,6 +33,7 @@ pub mod frames;
 pub mod name;
 pub mod omi_opus;
 pub mod pack;
+pub mod span;
 pub mod timestamp;
 pub mod wav;
 

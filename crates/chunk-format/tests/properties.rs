@@ -330,3 +330,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Every finite start, sample count and rate survives Omi's span metadata exactly: the
+    /// start as Python's `repr` (which reads back as the same float), the counts as decimals.
+    #[test]
+    fn prop_span_metadata_round_trip(
+        bits in any::<u64>(),
+        samples in 1u64..,
+        rate in 1u32..,
+    ) {
+        let start = f64::from_bits(bits);
+        prop_assume!(start.is_finite());
+        let span = chunk_format::span::OmiSpan::new(start, samples, rate).unwrap();
+        let pairs = span.metadata();
+        let back = chunk_format::span::OmiSpan::from_metadata(|key| {
+            pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        });
+        prop_assert_eq!(back.map(|s| s.start.to_bits()), Some(start.to_bits()));
+        prop_assert_eq!(back, Some(span));
+    }
+}
