@@ -231,6 +231,64 @@ mod cases {
         }
     }
 
+    /// User metadata round-trips where the backend keeps it (S3, GCS, Azure: Omi's span keys,
+    /// written with a streamed create-only writer as the service writes batches); fs and memory
+    /// refuse the write with a typed error and write nothing.
+    pub(crate) async fn user_metadata(b: &Backend) {
+        let s = &b.store;
+        let (uid, conv) = ids("u1", "c1");
+        let path = path_of(&uid, &conv, "1000.000-1005.000.batch.bin");
+        let metadata: chunk_store::UserMetadata = [
+            ("v2_start", "1000.0004"),
+            ("v2_samples", "160000"),
+            ("v2_sample_rate", "16000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let opened = s
+            .writer_with_metadata(&path, PutMode::CreateOnly, &metadata)
+            .await;
+        let keeps = matches!(b.scheme(), "s3" | "gcs" | "azblob");
+        assert_eq!(s.supports_user_metadata(), keeps, "{}", b.scheme());
+        if !keeps {
+            let err = opened.expect_err("fs and memory keep no metadata");
+            assert!(
+                matches!(&err, StoreError::MetadataUnsupported { path: p, .. } if *p == path),
+                "{err}"
+            );
+            assert!(err.to_string().contains(b.scheme()), "{err}");
+            assert_absent(s, &path).await;
+            let plain = path_of(&uid, &conv, "2000.000.bin");
+            s.put(&plain, pattern(10, 1), PutMode::CreateOnly)
+                .await
+                .expect("put");
+            let meta = s.stat_meta(&plain).await.expect("stat").expect("found");
+            assert_eq!((meta.size, meta.user.len()), (10, 0));
+            return;
+        }
+        let mut writer = opened.expect("writer with metadata");
+        for piece in 0..4u8 {
+            writer.write(pattern(1000, piece)).await.expect("write");
+        }
+        writer.close().await.expect("close");
+        let meta = s.stat_meta(&path).await.expect("stat").expect("found");
+        assert_eq!(meta.size, 4000);
+        assert_eq!(meta.user, metadata, "{}", b.scheme());
+        let plain = path_of(&uid, &conv, "2000.000.bin");
+        s.put(&plain, pattern(10, 1), PutMode::CreateOnly)
+            .await
+            .expect("put");
+        let meta = s.stat_meta(&plain).await.expect("stat").expect("found");
+        assert!(meta.user.is_empty(), "{:?}", meta.user);
+        assert_eq!(
+            s.stat_meta(&path_of(&uid, &conv, "3000.000.bin"))
+                .await
+                .expect("stat"),
+            None
+        );
+    }
+
     pub(crate) async fn create_only(b: &Backend) {
         let s = &b.store;
         let (uid, conv) = ids("u1", "c1");
@@ -928,6 +986,7 @@ macro_rules! behaviour {
 
 behaviour!(
     put_read_stat,
+    user_metadata,
     create_only,
     streaming_writer_pieces,
     streaming_writer_10_mib,

@@ -98,6 +98,20 @@ pub enum StoreError {
         /// The object path.
         path: String,
     },
+    /// The operation needs user metadata stored with the object, which this backend does not
+    /// keep (fs and memory: see [`crate::Store::supports_user_metadata`]). Nothing was written.
+    #[error(
+        "{op} of {path:?} needs object metadata, which the {scheme} backend does not store; \
+         nothing was written"
+    )]
+    MetadataUnsupported {
+        /// The object path.
+        path: String,
+        /// The store operation.
+        op: StoreOp,
+        /// The backend's URI scheme.
+        scheme: &'static str,
+    },
     /// The backend failed (after the retries the store is configured for).
     #[error("{op} of {path:?} failed: {source}")]
     Backend {
@@ -179,6 +193,7 @@ impl StoreError {
             | StoreError::BadRange { path, .. }
             | StoreError::WriterAborted { path }
             | StoreError::Backend { path, .. }
+            | StoreError::MetadataUnsupported { path, .. }
             | StoreError::LocalIo { path, .. }
             | StoreError::UnsafeFsPath { path, .. } => path,
             StoreError::PurgeIncomplete { prefix, .. } => prefix,

@@ -65,6 +65,7 @@ pub mod uri;
 
 mod delete;
 mod list;
+mod metadata;
 mod path;
 mod put;
 mod read;
@@ -77,6 +78,7 @@ pub use error::{Result, StoreError, StoreOp};
 pub use layers::{FaultLayer, OpCounter, OpCounts};
 pub use layout::{ChunkPath, ChunkPathError, ConversationId, IdError, UserId};
 pub use list::{ForeignObject, ListedObject, Listing, PrefixListing};
+pub use metadata::{ObjectMeta, UserMetadata};
 pub use path::{FS_TMP_DIR, MAX_PATH_LEN};
 pub use put::PutMode;
 pub use store::{CreateOnlyMode, RetryOptions, Store, StoreBuilder, StoreOptions};

@@ -48,7 +48,9 @@ impl Store {
     pub async fn put(&self, path: &str, bytes: impl Into<Bytes>, mode: PutMode) -> Result<()> {
         check_object_path(path)?;
         let bytes = bytes.into();
-        let mut writer = self.open_writer(path, mode, Some(bytes.len())).await?;
+        let mut writer = self
+            .open_writer(path, mode, Some(bytes.len()), None)
+            .await?;
         writer.write(bytes).await.map_err(as_put)?;
         writer.close().await.map_err(as_put)?;
         Ok(())

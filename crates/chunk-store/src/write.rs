@@ -33,6 +33,7 @@ use bytes::Bytes;
 
 use crate::durable::{FsDirs, sync_object_dirs};
 use crate::error::{Result, StoreError, StoreOp};
+use crate::metadata::UserMetadata;
 use crate::path::check_object_path;
 use crate::put::{PutMode, map_write_error};
 use crate::store::{CreateOnlyMode, Store};
@@ -74,7 +75,7 @@ impl Store {
     /// [`CreateOnlyMode::StatThenWrite`], at the first piece or at close natively).
     pub async fn writer(&self, path: &str, mode: PutMode) -> Result<ObjectWriter> {
         check_object_path(path)?;
-        self.open_writer(path, mode, None).await
+        self.open_writer(path, mode, None, None).await
     }
 
     /// Opens the writer; an `AlreadyExists` is made durable first (see [`settle`]).
@@ -83,19 +84,27 @@ impl Store {
         path: &str,
         mode: PutMode,
         whole_len: Option<usize>,
+        metadata: Option<&UserMetadata>,
     ) -> Result<ObjectWriter> {
-        let opened = self.open_backend_writer(path, mode, whole_len).await;
+        let opened = self
+            .open_backend_writer(path, mode, whole_len, metadata)
+            .await;
         settle(self.inner.fs_dirs.as_ref(), path, opened).await
     }
 
     /// Opens the OpenDAL writer. `whole_len` (from `put`) makes the backend buffer the whole
-    /// object, so a put is one single PUT on every backend.
+    /// object, so a put is one single PUT on every backend. `metadata` is stored with the
+    /// object (callers check [`Store::supports_user_metadata`] first).
     async fn open_backend_writer(
         &self,
         path: &str,
         mode: PutMode,
         whole_len: Option<usize>,
+        metadata: Option<&UserMetadata>,
     ) -> Result<ObjectWriter> {
+        if metadata.is_some() {
+            self.require_user_metadata(StoreOp::Write, path)?;
+        }
         if let Some(dirs) = self.inner.fs_dirs.as_ref() {
             // OpenDAL writes its temporary file there: never through a link.
             crate::confine::check_own_dir(&dirs.temp)?;
@@ -124,6 +133,9 @@ impl Store {
             },
         };
         let mut future = self.inner.op.writer_with(path).if_not_exists(native);
+        if let Some(metadata) = metadata {
+            future = future.user_metadata(metadata.clone());
+        }
         if let Some(len) = whole_len.filter(|&len| len > 0) {
             future = future.chunk(len);
         } else if self.scheme() == "azblob" {
