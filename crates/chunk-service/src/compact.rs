@@ -133,14 +133,17 @@ impl ChunkService {
     /// packs shorter than the target, packs sharing their start with another object — what a
     /// killed compaction leaves — and with [`KeyRotation::ResealToActive`] packs under an
     /// old key) that each become one pack of about `target_duration`. Groups of one object are
-    /// left alone unless the object is a pack to re-seal. Makes no change.
+    /// left alone unless the object is a pack to re-seal. Omi batches carrying a v2 span are
+    /// left alone too (read with one stat each where the store keeps metadata): Omi and
+    /// chunkvault place them by the span's float start, which a pack's millisecond chunk
+    /// times cannot hold. Makes no change.
     pub async fn plan_compaction(
         &self,
         uid: &UserId,
         conversation: &ConversationId,
         options: &CompactionOptions,
     ) -> Result<CompactionPlan, ServiceError> {
-        let listing = self.list(uid, conversation).await?;
+        let listing = self.list_with_spans(uid, conversation).await?;
         let target_ms = options.target_duration.as_millis() as u64;
         let omi_rate = self.inner.config.pack.sample_rate;
         let active = self.inner.keyring.as_ref().map(|k| k.active_id().get());
@@ -212,7 +215,10 @@ impl ChunkService {
                     .is_some_and(|seal| {
                         Some(seal.key_id) != active || seal.scheme != KeyScheme::V2
                     });
-            if (long && !reseal && !shares_start(&entry)) || (any_sealed && is_plaintext(&entry)) {
+            if (long && !reseal && !shares_start(&entry))
+                || (any_sealed && is_plaintext(&entry))
+                || entry.span.is_some()
+            {
                 alone_starts.insert(entry.start.as_millis());
                 flush(&mut current, &mut current_reseal, &mut groups);
                 continue;

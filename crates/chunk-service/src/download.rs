@@ -19,7 +19,7 @@ use crate::format::{AudioFormat, FormatCheck};
 use crate::list::ListEntry;
 use crate::pack::LoadedPack;
 use crate::policy::PackSealing;
-use crate::timeline::{Joining, Piece, Timeline};
+use crate::timeline::{Joining, Piece, SpanTimeline, Timeline};
 use crate::{ChunkService, ServiceError};
 
 /// Which audio to download.
@@ -179,7 +179,21 @@ impl Job {
                     .map(|c| c.max_duration_ms(omi_rate))
                     .max()
                     .unwrap_or(0);
-                (start, start.saturating_add(longest))
+                let (start, end) = (start, start.saturating_add(longest));
+                // A span may place the audio elsewhere than the name: cover both.
+                match candidates
+                    .first()
+                    .and_then(|c| c.span_start_ms().zip(c.span))
+                {
+                    Some((span_start, span)) => {
+                        let span_ms = (span.duration_secs() * 1000.0).ceil() as u64;
+                        (
+                            start.min(span_start),
+                            end.max(span_start.saturating_add(span_ms)),
+                        )
+                    }
+                    None => (start, end),
+                }
             }
             Job::PackRun { pack, run } => {
                 let start = pack.chunk_span(run.start).map_or(0, |(s, _)| s);
@@ -196,9 +210,15 @@ impl Job {
     /// The object the job reads and the format of its audio (Omi objects at `omi_rate`).
     fn format(&self, omi_rate: u32) -> (&str, AudioFormat) {
         match self {
+            // A span records the object's rate; other Omi objects carry none.
             Job::Omi { candidates } => (
                 candidates.first().map_or("", |c| c.path.as_str()),
-                AudioFormat::mono(omi_rate),
+                AudioFormat::mono(
+                    candidates
+                        .first()
+                        .and_then(|c| c.span)
+                        .map_or(omi_rate, |span| span.sample_rate),
+                ),
             ),
             Job::PackRun { pack, .. } => {
                 let header = pack.index.header();
@@ -210,6 +230,14 @@ impl Job {
                     },
                 )
             }
+        }
+    }
+
+    /// The start of the job's span, when the job is one spanned Omi object.
+    fn span_start(&self) -> Option<f64> {
+        match self {
+            Job::Omi { candidates } => candidates.first().and_then(|c| c.span).map(|s| s.start),
+            Job::PackRun { .. } => None,
         }
     }
 
@@ -338,7 +366,19 @@ impl ChunkService {
             conversation: conversation.to_string(),
         };
         let listing = self.list(uid, conversation).await?;
-        let planned = plan(&listing.chunks, request, options.sample_rate);
+        let mut planned = plan(&listing.chunks, request, options.sample_rate);
+        // Omi's v2 spans of the batches planned (one stat each where the store keeps
+        // metadata).
+        self.read_spans(
+            planned
+                .iter_mut()
+                .filter_map(|p| match p {
+                    Planned::Omi(candidates) => Some(candidates.iter_mut()),
+                    Planned::Pack(..) => None,
+                })
+                .flatten(),
+        )
+        .await?;
         let sealing = self.pack_sealing(uid).await?;
         let (mut jobs, mut skipped_packs) = self
             .expand(
@@ -381,7 +421,20 @@ impl ChunkService {
             });
         }
         let max_bytes = span.millis.saturating_mul(u64::from(rate)).div_ceil(1000) * 2;
-        let mut timeline = match request {
+        // Omi's span mode: a timestamp request whose every object is a spanned batch.
+        let span_starts: Option<Vec<f64>> = match request {
+            DownloadRequest::Timestamps(_) => jobs.iter().map(Job::span_start).collect(),
+            DownloadRequest::Range { .. } => None,
+        };
+        let place_by_span = matches!(request, DownloadRequest::Range { .. });
+        let timeline = match request {
+            DownloadRequest::Timestamps(_) if span_starts.is_some() => {
+                jobs.sort_by_key(Job::start);
+                Joiner::Span(
+                    SpanTimeline::new(rate, options.fill_gaps),
+                    jobs.iter().filter_map(Job::span_start).collect(),
+                )
+            }
             DownloadRequest::Timestamps(requested) => {
                 let joining = if options.fill_gaps {
                     jobs.sort_by_key(Job::start);
@@ -398,7 +451,7 @@ impl ChunkService {
                     .chain(jobs.iter().map(Job::start))
                     .min()
                     .unwrap_or(Timestamp::ZERO);
-                Timeline::new(rate, joining, origin.as_millis())
+                Joiner::Ms(Timeline::new(rate, joining, origin.as_millis()))
             }
             DownloadRequest::Range { from, to } => {
                 jobs.sort_by_key(Job::start);
@@ -408,10 +461,9 @@ impl ChunkService {
                 };
                 let mut timeline = Timeline::new(rate, joining, from.as_millis());
                 timeline.clip_end_ms(to.as_millis());
-                timeline
+                Joiner::Ms(timeline)
             }
         };
-        let _ = &mut timeline;
         let key = self.omi_key(uid)?;
         // Jobs in flight, plus the one being emitted, must fit the memory budget.
         let largest = jobs.iter().map(Job::peak_bytes).max().unwrap_or(1).max(1);
@@ -442,7 +494,7 @@ impl ChunkService {
                 let key = key.clone();
                 let skipped = fetch_skipped.clone();
                 async move {
-                    match service.fetch_job(job, key.as_ref()).await {
+                    match service.fetch_job(job, key.as_ref(), place_by_span).await {
                         Err(Fetch::Bad(skip)) if skip_bad => {
                             tracing::warn!(path = %skip.path, reason = %skip.reason, "object skipped (skip_bad)");
                             if let Ok(mut all) = skipped.lock() {
@@ -464,13 +516,8 @@ impl ChunkService {
             loop {
                 match decoded.next().await {
                     Some(Ok(runs)) => {
-                        let mut out: Vec<Result<Piece, ServiceError>> = Vec::new();
-                        for (start_ms, pieces) in runs {
-                            out.extend(timeline.start_object(start_ms).map(Ok));
-                            for pcm in pieces {
-                                out.extend(timeline.audio(pcm).map(Ok));
-                            }
-                        }
+                        let out: Vec<Result<Piece, ServiceError>> =
+                            timeline.place(runs).into_iter().map(Ok).collect();
                         if !out.is_empty() {
                             return Some((stream::iter(out), Some((decoded, timeline, no_audio))));
                         }
@@ -579,8 +626,14 @@ impl ChunkService {
     }
 
     /// Fetches and decodes one job. An Omi job tries its candidates in Omi's order and
-    /// uses the first that decodes; only when none does is the job bad.
-    async fn fetch_job(&self, job: Job, key: Option<&UserKey>) -> Result<Decoded, Fetch> {
+    /// uses the first that decodes; only when none does is the job bad. A spanned Omi object
+    /// is placed at its span's start (to the ms) when `place_by_span`, else by its name.
+    async fn fetch_job(
+        &self,
+        job: Job,
+        key: Option<&UserKey>,
+        place_by_span: bool,
+    ) -> Result<Decoded, Fetch> {
         let candidates = match job {
             Job::PackRun { pack, run } => {
                 let start = pack
@@ -620,7 +673,13 @@ impl ChunkService {
                 Err(other) => return Err(Fetch::Failed(other.into())),
             };
             match decode_omi_object(&candidate.path, candidate.kind, bytes, key, limit) {
-                Ok(pieces) => return Ok(vec![(candidate.start.as_millis(), pieces)]),
+                Ok(pieces) => {
+                    let start = candidate
+                        .span_start_ms()
+                        .filter(|_| place_by_span)
+                        .unwrap_or(candidate.start.as_millis());
+                    return Ok(vec![(start, pieces)]);
+                }
                 Err(error) => {
                     tracing::warn!(path = %candidate.path, %error, "undecodable object; trying the next format");
                     first_bad.get_or_insert(bad_object(&candidate.path, candidate.start, error));
@@ -630,6 +689,48 @@ impl ChunkService {
         match first_bad {
             Some(bad) => Err(bad),
             None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The timeline a download places its audio on: chunkvault's, in whole milliseconds, or
+/// Omi's span mode with the span start of each job still to come.
+enum Joiner {
+    Ms(Timeline),
+    Span(SpanTimeline, std::collections::VecDeque<f64>),
+}
+
+impl Joiner {
+    /// Places one job's decoded runs; returns what to emit.
+    fn place(&mut self, runs: Decoded) -> Vec<Piece> {
+        let mut out = Vec::new();
+        match self {
+            Joiner::Ms(timeline) => {
+                for (start_ms, pieces) in runs {
+                    out.extend(timeline.start_object(start_ms));
+                    for pcm in pieces {
+                        out.extend(timeline.audio(pcm));
+                    }
+                }
+            }
+            Joiner::Span(timeline, starts) => {
+                // One job, one span, whatever it decoded to (nothing, for a skipped object).
+                let start = starts.pop_front();
+                if let Some(start) = start.filter(|_| !runs.is_empty()) {
+                    out.extend(timeline.start_object(start));
+                    for pcm in runs.into_iter().flat_map(|(_, pieces)| pieces) {
+                        out.extend(timeline.audio(pcm));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn emitted_any(&self) -> bool {
+        match self {
+            Joiner::Ms(timeline) => timeline.emitted_any(),
+            Joiner::Span(timeline, _) => timeline.emitted_any(),
         }
     }
 }

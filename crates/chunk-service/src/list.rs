@@ -1,7 +1,9 @@
 //! Listing a conversation: every audio object parsed by the one name codec, foreign ones apart.
 
+use chunk_format::span::OmiSpan;
 use chunk_format::{ObjectKind, ObjectName, Timestamp};
 use chunk_store::{ConversationId, UserId};
+use futures::stream::{self, StreamExt};
 
 use crate::{ChunkService, ServiceError};
 
@@ -21,12 +23,30 @@ pub struct ListEntry {
     pub is_batch: bool,
     /// Its kind, as the extension says.
     pub kind: ObjectKind,
+    /// Omi's v2 span from the object's metadata (Omi batches only): its authoritative start,
+    /// sample count and rate. Filled by [`ChunkService::list_with_spans`]; `None` from
+    /// [`ChunkService::list`], for objects without one, and on stores that keep no metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span: Option<OmiSpan>,
     /// The parsed name.
     #[serde(skip)]
     pub name: ObjectName,
 }
 
 impl ListEntry {
+    /// Whether Omi's readers look for span metadata on this object: Omi's batch upload is the
+    /// only writer of spans.
+    pub(crate) fn may_have_span(&self) -> bool {
+        matches!(self.kind, ObjectKind::BatchBin | ObjectKind::BatchEnc)
+    }
+
+    /// Where the span says the audio starts, in whole ms (Omi's `'%.3f'` rounding), if the
+    /// object has a span that a timestamp can hold.
+    pub(crate) fn span_start_ms(&self) -> Option<u64> {
+        let span = self.span?;
+        Timestamp::from_f64(span.start).ok().map(|t| t.as_millis())
+    }
+
     /// An upper bound on the object's audio duration in milliseconds, from its listing alone
     /// (Omi objects at `omi_rate`): the one duration bound downloads select by and compaction
     /// groups by.
@@ -77,6 +97,46 @@ pub struct ConversationListing {
 }
 
 impl ChunkService {
+    /// [`ChunkService::list`], with each Omi batch's v2 span read from its metadata
+    /// (`omi-layout.md` §1.4): one stat per `.batch.*` object, `download_concurrency` at a
+    /// time, on stores that keep metadata (S3, GCS, Azure); on fs and memory it is
+    /// [`ChunkService::list`] exactly. Spans that do not parse are no span, as in Omi.
+    pub async fn list_with_spans(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+    ) -> Result<ConversationListing, ServiceError> {
+        let mut listing = self.list(uid, conversation).await?;
+        self.read_spans(listing.chunks.iter_mut()).await?;
+        Ok(listing)
+    }
+
+    /// Fills the span of every entry that may have one (one stat each), on stores that keep
+    /// metadata. An object gone since the listing keeps no span.
+    pub(crate) async fn read_spans<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a mut ListEntry>,
+    ) -> Result<(), ServiceError> {
+        let store = &self.inner.store;
+        if !store.supports_user_metadata() {
+            return Ok(());
+        }
+        let concurrency = self.inner.config.download_concurrency.get();
+        let results: Vec<Result<(), ServiceError>> =
+            stream::iter(entries.filter(|e| e.may_have_span()))
+                .map(|entry| async move {
+                    let meta = store.stat_meta(&entry.path).await?;
+                    entry.span = meta.and_then(|meta| {
+                        OmiSpan::from_metadata(|key| meta.user.get(key).map(String::as_str))
+                    });
+                    Ok(())
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+        results.into_iter().collect()
+    }
+
     /// Lists a conversation with one paged listing of `chunks/{uid}/{conversation}/`.
     pub async fn list(
         &self,
@@ -99,6 +159,7 @@ impl ChunkService {
                     size: object.size,
                     is_batch: object.name.is_batch(),
                     kind: object.name.kind(),
+                    span: None,
                     name: object.name,
                 })
                 .collect(),
@@ -128,6 +189,7 @@ mod tests {
             size,
             is_batch: name.kind().is_batch(),
             kind: name.kind(),
+            span: None,
             name,
         }
     }

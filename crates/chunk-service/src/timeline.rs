@@ -153,6 +153,95 @@ impl Timeline {
     }
 }
 
+/// Omi's v2 span mode (`omi-layout.md` §4.5a), reproduced operation for operation so that a
+/// download of spanned batches equals Omi's: objects in key order, each at its span's start
+/// (float seconds), with a cursor at the end of the audio so far.
+///
+/// - an object starting at least 1 ms before the cursor loses
+///   `floor((cursor − start) · rate · 2)` bytes, rounded down to even, and starts at the
+///   cursor (an object losing everything adds nothing);
+/// - with gap filling, an object starting more than 1 ms after the cursor gets
+///   `int((start − cursor) · rate)` samples of silence first;
+/// - the cursor moves to `start + bytes / (2 · rate)`.
+///
+/// The first object starts the output: there is no leading silence.
+#[derive(Debug)]
+pub(crate) struct SpanTimeline {
+    rate: f64,
+    fill_gaps: bool,
+    cursor: Option<f64>,
+    /// The current object's start (after trimming) and the bytes of it emitted so far.
+    current: Option<(f64, u64)>,
+    /// Bytes still to drop from the head of the current object.
+    drop: u64,
+    emitted_any: bool,
+}
+
+/// Omi's tolerance in span mode: 1 ms.
+const SPAN_SLACK_SECS: f64 = 0.001;
+
+impl SpanTimeline {
+    /// A span timeline at `rate` samples per second.
+    pub(crate) fn new(rate: u32, fill_gaps: bool) -> SpanTimeline {
+        SpanTimeline {
+            rate: f64::from(rate),
+            fill_gaps,
+            cursor: None,
+            current: None,
+            drop: 0,
+            emitted_any: false,
+        }
+    }
+
+    /// Starts the next object, whose span starts at `start` seconds; returns the silence to
+    /// emit before it, if any.
+    pub(crate) fn start_object(&mut self, start: f64) -> Option<Piece> {
+        if let Some((begun, bytes)) = self.current.take() {
+            self.cursor = Some(begun + bytes as f64 / (2.0 * self.rate));
+        }
+        self.drop = 0;
+        let Some(cursor) = self.cursor else {
+            self.current = Some((start, 0));
+            return None;
+        };
+        if start + SPAN_SLACK_SECS <= cursor {
+            let drop = ((cursor - start) * self.rate * 2.0).floor() as u64;
+            self.drop = drop - drop % 2;
+            self.current = Some((cursor, 0));
+            return None;
+        }
+        self.current = Some((start, 0));
+        if self.fill_gaps && start > cursor + SPAN_SLACK_SECS {
+            let samples = ((start - cursor) * self.rate) as u64;
+            if samples > 0 {
+                self.emitted_any = true;
+                return Some(Piece::Silence(samples));
+            }
+        }
+        None
+    }
+
+    /// Feeds the next PCM bytes of the current object (even length); returns what to emit.
+    pub(crate) fn audio(&mut self, mut pcm: Bytes) -> Option<Piece> {
+        let drop = self.drop.min(pcm.len() as u64);
+        self.drop -= drop;
+        pcm = pcm.slice(usize::try_from(drop).unwrap_or(pcm.len())..);
+        if pcm.is_empty() {
+            return None;
+        }
+        if let Some((_, bytes)) = self.current.as_mut() {
+            *bytes += pcm.len() as u64;
+        }
+        self.emitted_any = true;
+        Some(Piece::Audio(pcm))
+    }
+
+    /// Whether anything (audio or silence) was emitted.
+    pub(crate) fn emitted_any(&self) -> bool {
+        self.emitted_any
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +388,76 @@ mod tests {
         // 1 ms at 44.1 kHz is 44.1 samples: position floors to 44.
         let out = run(&mut t, &[(1, 10)]);
         assert_eq!(shape(&out), [('s', 44), ('a', 10)]);
+    }
+
+    fn run_spans(timeline: &mut SpanTimeline, objects: &[(f64, usize)]) -> Vec<Piece> {
+        let mut out = Vec::new();
+        for (i, &(start, samples)) in objects.iter().enumerate() {
+            out.extend(timeline.start_object(start));
+            // In two pieces, as a two-chunk object arrives.
+            let pcm = Bytes::from(vec![i as u8 + 1; samples * 2]);
+            let half = (samples / 2) * 2;
+            out.extend(timeline.audio(pcm.slice(..half)));
+            out.extend(timeline.audio(pcm.slice(half..)));
+        }
+        out
+    }
+
+    fn merged(pieces: &[Piece]) -> Vec<(char, u64)> {
+        let mut out: Vec<(char, u64)> = Vec::new();
+        for (kind, n) in shape(pieces) {
+            match out.last_mut() {
+                Some((k, m)) if *k == kind && kind == 'a' => *m += n,
+                _ => out.push((kind, n)),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn span_mode_follows_omi_arithmetic() {
+        // 1 s objects at 16 kHz: the second starts 0.25 s early (trimmed by 4,000 samples),
+        // the third 0.5 s after the second ends (8,000 samples of silence), the fourth within
+        // the 1 ms slack of the cursor (appended as is).
+        let mut t = SpanTimeline::new(16_000, true);
+        let out = run_spans(
+            &mut t,
+            &[
+                (100.0, 16_000),
+                (100.75, 16_000),
+                (102.25, 16_000),
+                (103.2505, 16_000),
+            ],
+        );
+        assert_eq!(
+            merged(&out),
+            [('a', 16_000 + 12_000), ('s', 8_000), ('a', 32_000)]
+        );
+        // Without gap filling the hole is skipped, the trim stays.
+        let mut t = SpanTimeline::new(16_000, false);
+        let out = run_spans(
+            &mut t,
+            &[(100.0, 16_000), (100.75, 16_000), (102.25, 16_000)],
+        );
+        assert_eq!(merged(&out), [('a', 16_000 + 12_000 + 16_000)]);
+    }
+
+    #[test]
+    fn span_mode_skips_an_object_inside_the_audio_so_far() {
+        let mut t = SpanTimeline::new(8_000, true);
+        // The second object lies wholly inside the first; the third follows the first.
+        let out = run_spans(&mut t, &[(10.0, 16_000), (10.5, 4_000), (12.0, 800)]);
+        assert_eq!(merged(&out), [('a', 16_000 + 800)]);
+    }
+
+    #[test]
+    fn span_mode_drops_what_omi_float_arithmetic_drops() {
+        // The cursor ends at 1.0 s; the next span starts 1.25 ms earlier. In binary floating
+        // point (1.0 − 0.99875) · 16,000 · 2 is 39.99999999999915 (CPython 3.11), so Omi
+        // drops 39 bytes rounded down to even: 38 bytes, 19 samples, not the 20 of exact
+        // arithmetic.
+        let mut t = SpanTimeline::new(16_000, true);
+        let out = run_spans(&mut t, &[(0.0, 16_000), (0.99875, 1_000)]);
+        assert_eq!(merged(&out), [('a', 16_000 + 981)]);
     }
 }

@@ -2,8 +2,9 @@
 
 use bytes::Bytes;
 use chunk_crypto::UserKey;
+use chunk_format::span::OmiSpan;
 use chunk_format::{ObjectKind, ObjectName, Timestamp};
-use chunk_store::{ConversationId, PutMode, StoreError, UserId, layout};
+use chunk_store::{ConversationId, PutMode, StoreError, UserId, UserMetadata, layout};
 
 use crate::config::{BatchLayout, SingleFormat};
 use crate::level::ProtectionLevel;
@@ -137,7 +138,7 @@ impl ChunkService {
             }
             BatchLayout::Omi => {
                 let (path, written) = self
-                    .write_omi_batch(uid, conversation, &chunks, key.as_ref())
+                    .write_omi_batch(uid, conversation, &chunks, key.as_ref(), None)
                     .await?;
                 report.paths.push(path);
                 report.objects_written += usize::from(written);
@@ -185,8 +186,64 @@ impl ChunkService {
             }
         };
         let name = ObjectName::single(chunk.timestamp, kind).map_err(invalid)?;
-        self.write_object(uid, conversation, &name, std::slice::from_ref(&body), key)
-            .await
+        self.write_object(
+            uid,
+            conversation,
+            &name,
+            std::slice::from_ref(&body),
+            key,
+            None,
+        )
+        .await
+    }
+
+    /// Uploads a batch as one Omi batch object carrying Omi's v2 span metadata
+    /// (`v2_start`, `v2_samples`, `v2_sample_rate`, `omi-layout.md` §1.4), as Omi's newest
+    /// batch upload writes it when its chunks carry a span: the authoritative timing that
+    /// Omi's span-mode download (and chunkvault's) places the audio by.
+    ///
+    /// Named and written as [`BatchLayout::Omi`] does, whatever the configured layout (packs
+    /// time every chunk exactly and need no span). `span.samples` must be the batch's sample
+    /// count (its bytes / 2; not checked for `e2ee` users, whose payload is opaque).
+    ///
+    /// Create-only, like every write: an identical retry (same audio, same span) writes
+    /// nothing; different audio or a different span under the name is
+    /// [`ServiceError::Conflict`], never an overwrite (Omi overwrites legacy batches). On a
+    /// store that keeps no metadata (fs, memory) it fails with
+    /// [`chunk_store::StoreError::MetadataUnsupported`] and writes nothing.
+    pub async fn upload_spanned_batch(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        mut chunks: Vec<Chunk>,
+        span: OmiSpan,
+        level: Option<ProtectionLevel>,
+    ) -> Result<UploadReport, ServiceError> {
+        if chunks.is_empty() {
+            return Err(ServiceError::InvalidInput(
+                "a span needs audio: empty batch".to_owned(),
+            ));
+        }
+        chunks.sort_by_key(|chunk| chunk.timestamp);
+        let level = self.resolve_level(uid, level).await?;
+        let bytes: u64 = chunks.iter().map(|c| c.pcm.len() as u64).sum();
+        if level != ProtectionLevel::E2ee && span.pcm_bytes() != bytes {
+            return Err(ServiceError::InvalidInput(format!(
+                "span of {} samples for a batch of {bytes} bytes ({} samples of PCM16 mono)",
+                span.samples,
+                bytes / 2
+            )));
+        }
+        let key = self.sealing_key(uid, level)?;
+        let (path, written) = self
+            .write_omi_batch(uid, conversation, &chunks, key.as_ref(), Some(span))
+            .await?;
+        Ok(UploadReport {
+            paths: vec![path],
+            level: Some(level),
+            sealing: Some(Sealing::for_level(level)),
+            objects_written: usize::from(written),
+        })
     }
 
     async fn write_omi_batch(
@@ -195,18 +252,20 @@ impl ChunkService {
         conversation: &ConversationId,
         chunks: &[Chunk],
         key: Option<&UserKey>,
+        span: Option<OmiSpan>,
     ) -> Result<(String, bool), ServiceError> {
         let (Some(first), Some(last)) = (chunks.first(), chunks.last()) else {
             return Err(ServiceError::InvalidInput("empty batch".to_owned()));
         };
         let name = ObjectName::batch(first.timestamp, last.timestamp, chunks.len(), key.is_some())
             .map_err(invalid)?;
-        self.write_object(uid, conversation, &name, chunks, key)
+        self.write_object(uid, conversation, &name, chunks, key, span)
             .await
     }
 
-    /// Writes `chunks` as the body of `name` (one write per chunk), create-only. Returns the
-    /// path and whether an object was written (false: an identical object was already there).
+    /// Writes `chunks` as the body of `name` (one write per chunk), create-only, with `span`
+    /// as its metadata. Returns the path and whether an object was written (false: an
+    /// identical object, span included, was already there).
     async fn write_object(
         &self,
         uid: &UserId,
@@ -214,18 +273,32 @@ impl ChunkService {
         name: &ObjectName,
         chunks: &[Chunk],
         key: Option<&UserKey>,
+        span: Option<OmiSpan>,
     ) -> Result<(String, bool), ServiceError> {
         let store = &self.inner.store;
         let path = layout::chunk_path(uid, conversation, name);
+        let metadata: Option<UserMetadata> = span.map(|span| {
+            span.metadata()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect()
+        });
         // A cheap probe first, so an identical retry costs a stat and a read, not a rewrite.
         if store.stat(&path).await?.is_some() {
-            self.verify_existing(&path, chunks, key).await?;
+            self.verify_existing(&path, chunks, key, span).await?;
             // Found, not written: its writer may have died between rename and sync.
             store.make_durable(&path).await?;
             return Ok((path, false));
         }
         let result = async {
-            let mut writer = store.writer(&path, PutMode::CreateOnly).await?;
+            let mut writer = match &metadata {
+                Some(metadata) => {
+                    store
+                        .writer_with_metadata(&path, PutMode::CreateOnly, metadata)
+                        .await?
+                }
+                None => store.writer(&path, PutMode::CreateOnly).await?,
+            };
             for chunk in chunks {
                 let body = match key {
                     Some(key) => {
@@ -250,21 +323,34 @@ impl ChunkService {
             Ok(()) => Ok((path, true)),
             // Lost a race with another writer of the same name: same rule as the probe.
             Err(ServiceError::Store(StoreError::AlreadyExists { .. })) => self
-                .verify_existing(&path, chunks, key)
+                .verify_existing(&path, chunks, key, span)
                 .await
                 .map(|()| (path, false)),
             Err(other) => Err(other),
         }
     }
 
-    /// Succeeds if the object at `path` holds exactly `chunks` (decrypting when sealed);
-    /// otherwise [`ServiceError::Conflict`].
+    /// Succeeds if the object at `path` holds exactly `chunks` (decrypting when sealed) and,
+    /// for a spanned write, carries exactly `span`; otherwise [`ServiceError::Conflict`].
     async fn verify_existing(
         &self,
         path: &str,
         chunks: &[Chunk],
         key: Option<&UserKey>,
+        span: Option<OmiSpan>,
     ) -> Result<(), ServiceError> {
+        if let Some(span) = span {
+            let store = &self.inner.store;
+            let existing_span = store.stat_meta(path).await?.and_then(|meta| {
+                OmiSpan::from_metadata(|key| meta.user.get(key).map(String::as_str))
+            });
+            if existing_span != Some(span) {
+                tracing::debug!(path, ?existing_span, "stored span differs");
+                return Err(ServiceError::Conflict {
+                    path: path.to_owned(),
+                });
+            }
+        }
         let existing = self.inner.store.read(path).await?;
         let identical = match key {
             None => {

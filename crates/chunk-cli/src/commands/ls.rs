@@ -8,11 +8,12 @@ use crate::cli::ConversationArgs;
 use crate::context::{self, Context};
 use crate::output;
 
-/// Lists the conversation with one paged listing.
+/// Lists the conversation with one paged listing (plus one stat per Omi batch on stores
+/// that keep metadata, for the batch's v2 span).
 pub(crate) async fn run(ctx: &Context, args: &ConversationArgs) -> Result<()> {
     let uid = context::user(&args.uid)?;
     let conversation = context::conversation(&args.conversation)?;
-    let listing = ctx.reader()?.list(&uid, &conversation).await?;
+    let listing = ctx.reader()?.list_with_spans(&uid, &conversation).await?;
     if ctx.json {
         return output::print_json(&to_json(&listing));
     }
@@ -21,13 +22,14 @@ pub(crate) async fn run(ctx: &Context, args: &ConversationArgs) -> Result<()> {
 }
 
 /// The JSON form: `chunks` sorted by start (timestamps as numbers of seconds, plus their exact
-/// three-decimal text), `foreign` apart.
+/// three-decimal text, and an Omi batch's v2 `span` as Omi's listing gives it:
+/// `{"start", "samples", "sample_rate"}`, only where it has one), `foreign` apart.
 pub(crate) fn to_json(listing: &ConversationListing) -> Value {
     let chunks: Vec<Value> = listing
         .chunks
         .iter()
         .map(|entry| {
-            json!({
+            let mut value = json!({
                 "timestamp": entry.start.as_f64(),
                 "end": entry.end.as_f64(),
                 "start_text": entry.start.to_string(),
@@ -36,7 +38,15 @@ pub(crate) fn to_json(listing: &ConversationListing) -> Value {
                 "size": entry.size,
                 "is_batch": entry.is_batch,
                 "kind": entry.kind.extension(),
-            })
+            });
+            if let Some(span) = entry.span {
+                value["span"] = json!({
+                    "start": span.start,
+                    "samples": span.samples,
+                    "sample_rate": span.sample_rate,
+                });
+            }
+            value
         })
         .collect();
     let foreign: Vec<Value> = listing
