@@ -12,6 +12,12 @@
 //! that is a failure. Each case gets its own root on the server so cases never see each
 //! other's objects.
 //!
+//! [`all`] opens every backend for one case (a suite that loops over them); [`one`] opens one
+//! backend by name (a suite with one test per case and backend, such as `service_matrix`).
+//! Each [`TestBackend`] keeps the URI it was opened with, so a case can open the same bucket
+//! again through [`Store::builder_from_uri`] with other options or a fault layer (`memory://`
+//! opens a new, empty store each time).
+//!
 //! Each server's URI gets the store options the server needs, unless the URI sets them itself
 //! ([`Server::options`]). Create-only writes, measured with two create-only PUTs of one path
 //! (`store_behavior`'s `emulators_enforce_create_only_as_documented` keeps checking it):
@@ -38,7 +44,47 @@ pub struct TestBackend {
     pub name: &'static str,
     /// The store.
     pub store: Store,
+    /// The URI `store` was opened with (on a server: the case's own root and the server's
+    /// options). Opening it again reaches the same objects, except on `memory://`.
+    pub uri: String,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl TestBackend {
+    /// A store in a fresh temporary directory (removed when the backend is dropped).
+    pub fn fs() -> TestBackend {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let uri = format!("fs://{}", dir.path().join("bucket").display());
+        TestBackend {
+            name: "fs",
+            store: Store::from_uri(&uri).expect("fs store opens"),
+            uri,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A fresh in-process store.
+    pub fn memory() -> TestBackend {
+        let uri = "memory://".to_owned();
+        TestBackend {
+            name: "memory",
+            store: Store::from_uri(&uri).expect("memory store opens"),
+            uri,
+            _dir: None,
+        }
+    }
+
+    /// A store on `server` under a root of its own for `case`, or `None` when the server is
+    /// not configured and not required.
+    pub fn server(server: Server, case: &str) -> Option<TestBackend> {
+        let uri = server_uri(server, case)?;
+        Some(TestBackend {
+            name: server.name,
+            store: open_uri(server, &uri),
+            uri,
+            _dir: None,
+        })
+    }
 }
 
 /// One real server the suites can run against.
@@ -86,40 +132,43 @@ pub const AZBLOB: Server = Server {
 /// The real servers, in the order the suites run them.
 pub const SERVERS: [Server; 3] = [S3, GCS, AZBLOB];
 
+/// Every backend's name, in the order the suites run them: `fs`, `memory`, then [`SERVERS`].
+pub const NAMES: [&str; 5] = ["fs", "memory", S3.name, GCS.name, AZBLOB.name];
+
 /// A fresh store per backend for the case `case`: fs, memory, and each configured server.
 pub fn all(case: &str) -> Vec<TestBackend> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let fs = Store::from_uri(&format!("fs://{}", dir.path().join("bucket").display()))
-        .expect("fs store opens");
-    let mut backends = vec![
-        TestBackend {
-            name: "fs",
-            store: fs,
-            _dir: Some(dir),
-        },
-        TestBackend {
-            name: "memory",
-            store: Store::from_uri("memory://").expect("memory store opens"),
-            _dir: None,
-        },
-    ];
-    for server in SERVERS {
-        if let Some(store) = open(server, case) {
-            backends.push(TestBackend {
-                name: server.name,
-                store,
-                _dir: None,
-            });
+    NAMES.iter().filter_map(|name| one(name, case)).collect()
+}
+
+/// A fresh store on the backend named `name` (one of [`NAMES`]) for the case `case`, or
+/// `None` when it is a server that is not configured and not required.
+///
+/// # Panics
+///
+/// When `name` is not one of [`NAMES`], or a required server is not configured.
+pub fn one(name: &str, case: &str) -> Option<TestBackend> {
+    match name {
+        "fs" => Some(TestBackend::fs()),
+        "memory" => Some(TestBackend::memory()),
+        _ => {
+            let server = SERVERS
+                .into_iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no backend named {name:?}; known: {NAMES:?}"));
+            TestBackend::server(server, case)
         }
     }
-    backends
 }
 
 /// A store on `server` under a root of its own for `case`, or `None` when the server is not
 /// configured and not required.
 pub fn open(server: Server, case: &str) -> Option<Store> {
     let uri = server_uri(server, case)?;
-    Some(Store::from_uri(&uri).unwrap_or_else(|e| panic!("{} store opens: {e}", server.name)))
+    Some(open_uri(server, &uri))
+}
+
+fn open_uri(server: Server, uri: &str) -> Store {
+    Store::from_uri(uri).unwrap_or_else(|e| panic!("{} store opens: {e}", server.name))
 }
 
 /// The URI for `case` on `server` (own root, the server's options unless the URI sets them),

@@ -1,10 +1,14 @@
 //! `cargo xtask ci`: everything CI checks, in order, stopping at the first failed step, with
-//! a timing summary at the end whatever happened.
+//! a timing summary at the end whatever happened. Once the tests pass, the summary also counts
+//! the behaviour matrix's cases per backend (`store_behavior` and `service_matrix` run each
+//! case as `<backend>::<case>`) and names any case a backend lacks.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
 
 use crate::{azure, cmd, fuzz, gcs, install, metadata, proptest, s3, server};
 
@@ -39,10 +43,11 @@ enum Outcome {
     Skipped,
 }
 
-/// The steps run so far, with their outcome and duration.
+/// The steps run so far, with their outcome and duration, and lines for the summary.
 #[derive(Debug, Default)]
 struct Steps {
     done: Vec<(String, Outcome, Duration)>,
+    notes: Vec<String>,
 }
 
 impl Steps {
@@ -68,7 +73,12 @@ impl Steps {
             .push((name.to_owned(), Outcome::Skipped, Duration::ZERO));
     }
 
-    /// The timing table printed at the end.
+    /// Adds a line to the end of the summary.
+    fn note(&mut self, line: String) {
+        self.notes.push(line);
+    }
+
+    /// The timing table printed at the end, then the notes.
     fn summary(&self) -> String {
         let mut out = String::from("ci summary:\n");
         let mut total = Duration::ZERO;
@@ -97,6 +107,10 @@ impl Steps {
             count(Outcome::Failed),
             count(Outcome::Skipped)
         ));
+        for note in &self.notes {
+            out.push_str(note);
+            out.push('\n');
+        }
         out
     }
 }
@@ -189,6 +203,10 @@ fn run_steps(config: &Config, root: &Path, steps: &mut Steps) -> Result<()> {
                 .envs(env.iter().map(|(k, v)| (k, v))),
         )
     })?;
+    match matrix_lines(root) {
+        Ok(lines) => lines.into_iter().for_each(|line| steps.note(line)),
+        Err(e) => steps.note(format!("matrix: not counted: {e:#}")),
+    }
     steps.run("doctest", || {
         // --all-features so the doc tests reuse the build of the test step.
         cmd::run(
@@ -279,11 +297,16 @@ fn parse_df_available(out: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// Tells whether cargo-nextest is installed.
+fn has_nextest() -> bool {
+    cmd::succeeds(cmd::cargo().args(["nextest", "--version"]))
+}
+
 /// `cargo nextest run` (with the `ci` profile when `.config/nextest.toml` exists) when
 /// cargo-nextest is installed, else `cargo test`.
 fn test_command(root: &Path) -> Result<std::process::Command> {
     let mut command = cmd::cargo();
-    if cmd::succeeds(cmd::cargo().args(["nextest", "--version"])) {
+    if has_nextest() {
         command.args(["nextest", "run", "--workspace", "--all-features"]);
         if root.join(".config").join("nextest.toml").is_file() {
             command.args(["--profile", "ci"]);
@@ -293,6 +316,119 @@ fn test_command(root: &Path) -> Result<std::process::Command> {
         command.args(["test", "--workspace", "--all-features"]);
     }
     Ok(command)
+}
+
+/// The backends of the behaviour matrix, in the order the summary names them (the modules of
+/// `tests/it/store_behavior.rs` and `tests/it/service_matrix.rs`).
+const MATRIX_BACKENDS: [&str; 5] = ["fs", "memory", "s3", "gcs", "azblob"];
+
+/// The test binaries that run each of their cases once per backend, as `<backend>::<case>`.
+const MATRIX_BINARIES: [&str; 2] = ["store_behavior", "service_matrix"];
+
+/// The matrix lines of the summary, from `cargo nextest list` with the test step's arguments
+/// (so it reuses that build).
+fn matrix_lines(root: &Path) -> Result<Vec<String>> {
+    if !has_nextest() {
+        bail!("cargo-nextest is not installed");
+    }
+    let json = cmd::output(
+        cmd::cargo()
+            .args([
+                "nextest",
+                "list",
+                "--workspace",
+                "--all-features",
+                "--message-format",
+                "json",
+            ])
+            .current_dir(root),
+    )?;
+    matrix_summary(&json).context("cannot read `cargo nextest list --message-format json`")
+}
+
+/// Counts the matrix's cases per backend in the JSON of `cargo nextest list --message-format
+/// json` (`rust-suites` → `binary-name`, `testcases` → name → `ignored`): a test of a
+/// [`MATRIX_BINARIES`] binary named `<backend>::<case>`, not ignored, is one case of
+/// `<backend>`. Returns the line
+/// `matrix: fs 22, memory 22, … (store_behavior 14 + service_matrix 8 each)` and, for each
+/// backend whose cases differ from fs's, a line naming the cases it lacks (and has extra).
+fn matrix_summary(json: &str) -> Result<Vec<String>> {
+    let root: Value = serde_json::from_str(json).context("not JSON")?;
+    let suites = root
+        .get("rust-suites")
+        .and_then(Value::as_object)
+        .context("no `rust-suites` object")?;
+    // Per backend, its cases as `binary::case`.
+    let mut cases: BTreeMap<&str, BTreeSet<String>> = MATRIX_BACKENDS
+        .iter()
+        .map(|backend| (*backend, BTreeSet::new()))
+        .collect();
+    for binary in MATRIX_BINARIES {
+        let mut listed = suites
+            .values()
+            .filter(|suite| suite.get("binary-name").and_then(Value::as_str) == Some(binary))
+            .peekable();
+        if listed.peek().is_none() {
+            bail!("no test binary `{binary}` in the listing");
+        }
+        for suite in listed {
+            let tests = suite
+                .get("testcases")
+                .and_then(Value::as_object)
+                .with_context(|| format!("`{binary}` has no `testcases` object"))?;
+            for (name, test) in tests {
+                if test.get("ignored").and_then(Value::as_bool) == Some(true) {
+                    continue;
+                }
+                let Some((module, case)) = name.split_once("::") else {
+                    continue;
+                };
+                if let Some(set) = cases.get_mut(module) {
+                    set.insert(format!("{binary}::{case}"));
+                }
+            }
+        }
+    }
+    let fs = &cases["fs"];
+    let per_binary = MATRIX_BINARIES
+        .iter()
+        .map(|binary| {
+            let prefix = format!("{binary}::");
+            let n = fs.iter().filter(|case| case.starts_with(&prefix)).count();
+            format!("{binary} {n}")
+        })
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let counts = MATRIX_BACKENDS
+        .iter()
+        .map(|backend| format!("{backend} {}", cases[backend].len()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut differing = Vec::new();
+    for backend in &MATRIX_BACKENDS[1..] {
+        let set = &cases[backend];
+        let missing: Vec<&str> = fs.difference(set).map(String::as_str).collect();
+        let extra: Vec<&str> = set.difference(fs).map(String::as_str).collect();
+        let mut line = format!("  {backend} {}:", set.len());
+        if !missing.is_empty() {
+            line.push_str(&format!(" lacks {}", missing.join(", ")));
+        }
+        if !extra.is_empty() {
+            let sep = if missing.is_empty() { "" } else { ";" };
+            line.push_str(&format!("{sep} has extra {}", extra.join(", ")));
+        }
+        if !missing.is_empty() || !extra.is_empty() {
+            differing.push(line);
+        }
+    }
+    let scope = if differing.is_empty() {
+        format!("{per_binary} each")
+    } else {
+        format!("fs: {per_binary}")
+    };
+    let mut lines = vec![format!("matrix: {counts} ({scope})")];
+    lines.extend(differing);
+    Ok(lines)
 }
 
 /// Tells whether some workspace package declares a feature named `libopus`.
@@ -363,6 +499,121 @@ mod tests {
         assert!(lines[3].contains("three") && lines[3].contains("skipped"));
         assert!(lines[4].contains("total"));
         assert_eq!(lines[5], "steps: 1 passed, 1 failed, 1 skipped");
+    }
+
+    #[test]
+    fn notes_follow_the_summary() {
+        let mut steps = Steps::default();
+        steps.skip("one", "--skip-one");
+        steps.note("matrix: fs 1".to_owned());
+        let summary = steps.summary();
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(lines.len(), 5, "{summary}");
+        assert_eq!(lines[3], "steps: 0 passed, 0 failed, 1 skipped");
+        assert_eq!(lines[4], "matrix: fs 1");
+    }
+
+    /// A listing in the shape `cargo nextest list --message-format json` prints (0.9), with
+    /// the matrix binaries' cases `names` and another binary.
+    fn listing(store_behavior: &[String], service_matrix: &[String]) -> String {
+        let testcases = |names: &[String]| -> Value {
+            names
+                .iter()
+                .map(|name| {
+                    let (name, ignored) = match name.strip_suffix(" (ignored)") {
+                        Some(name) => (name, true),
+                        None => (name.as_str(), false),
+                    };
+                    let case = serde_json::json!({
+                        "kind": "test",
+                        "ignored": ignored,
+                        "filter-match": { "status": "matches" },
+                    });
+                    (name.to_owned(), case)
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let suite = |binary: &str, names: &[String]| {
+            serde_json::json!({
+                "package-name": "chunkvault-tests",
+                "binary-id": format!("chunkvault-tests::{binary}"),
+                "binary-name": binary,
+                "kind": "test",
+                "status": "listed",
+                "testcases": testcases(names),
+            })
+        };
+        serde_json::json!({
+            "rust-build-meta": {},
+            "test-count": 0,
+            "rust-suites": {
+                "chunkvault-tests::store_behavior": suite("store_behavior", store_behavior),
+                "chunkvault-tests::service_matrix": suite("service_matrix", service_matrix),
+                "chunkvault-tests::compaction": suite("compaction", &["fs::not_a_matrix_case".to_owned()]),
+            },
+        })
+        .to_string()
+    }
+
+    /// `backend::case` for every backend.
+    fn everywhere(cases: &[&str]) -> Vec<String> {
+        MATRIX_BACKENDS
+            .iter()
+            .flat_map(|backend| cases.iter().map(move |case| format!("{backend}::{case}")))
+            .collect()
+    }
+
+    #[test]
+    fn matrix_cases_are_counted_per_backend() -> Result<()> {
+        let mut store: Vec<String> = everywhere(&["put", "list", "purge"]);
+        store.push("native_create_only_race".to_owned());
+        store.push("s3_case_uris".to_owned());
+        let service = everywhere(&["packs", "recorder"]);
+        let lines = matrix_summary(&listing(&store, &service))?;
+        assert_eq!(
+            lines,
+            ["matrix: fs 5, memory 5, s3 5, gcs 5, azblob 5 \
+              (store_behavior 3 + service_matrix 2 each)"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_backend_lacking_cases_is_named_with_them() -> Result<()> {
+        let store = everywhere(&["put", "list"]);
+        let mut service: Vec<String> = everywhere(&["packs", "recorder"])
+            .into_iter()
+            .filter(|name| name != "gcs::packs" && name != "s3::recorder")
+            .collect();
+        // Ignored tests do not run: memory lacks it too. An extra case on azblob is named.
+        service.retain(|name| name != "memory::recorder");
+        service.push("memory::recorder (ignored)".to_owned());
+        service.push("azblob::only_here".to_owned());
+        let lines = matrix_summary(&listing(&store, &service))?;
+        assert_eq!(
+            lines,
+            [
+                "matrix: fs 4, memory 3, s3 3, gcs 3, azblob 5 \
+                 (fs: store_behavior 2 + service_matrix 2)",
+                "  memory 3: lacks service_matrix::recorder",
+                "  s3 3: lacks service_matrix::recorder",
+                "  gcs 3: lacks service_matrix::packs",
+                "  azblob 5: has extra service_matrix::only_here",
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_matrix_binary_is_an_error() {
+        let json = serde_json::json!({ "rust-suites": {} }).to_string();
+        let err = matrix_summary(&json).err().map(|e| format!("{e:#}"));
+        assert_eq!(
+            err.as_deref(),
+            Some("no test binary `store_behavior` in the listing")
+        );
+        assert!(matrix_summary("not json").is_err());
     }
 
     #[test]
