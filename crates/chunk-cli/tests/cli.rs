@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chunk_format::wav::{parse_wav_pcm16, wav_header};
@@ -765,116 +764,31 @@ fn demo_runs_end_to_end() {
 
 // ---- Omi compatibility vectors -------------------------------------------------------------
 
-fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/omi/vectors/scenarios")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let name = entry.file_name();
-        if name == ".chunkvault-tmp" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).expect("read fixture")).expect("fixture json")
-}
-
 /// `ls --json` and `export --format pcm` on Omi's buckets reproduce Omi's listings and the
 /// merged audio of every download case where Omi's answer is right (the cases Omi answers
-/// with "not found" are its start-only matching bug, corrected on purpose).
+/// with "not found" are its start-only matching bug, corrected on purpose). The replay rules
+/// are in `common` (shared with `gcs_takeover.rs`, which replays every case of A–E).
 #[test]
 fn omi_vectors_ls_and_export_match() {
     let mut compared = 0;
     for scenario in ["B", "C", "D"] {
-        let dir = vectors_dir().join(scenario);
         let sandbox = Sandbox::new();
-        copy_dir(&dir.join("bucket"), &sandbox.store_root());
-        let lists = read_json(&dir.join("expected/list.json"));
-        let lists = lists.as_object().expect("object");
-        for (conversation, expected) in lists {
-            let out = sandbox.run(&[
-                "--json",
-                "ls",
-                "--uid",
-                "oracle-uid",
-                "--conversation",
-                conversation,
-            ]);
-            let got: Value = serde_json::from_slice(&out.stdout).expect("ls json");
-            let got: Vec<Value> = got["chunks"]
-                .as_array()
-                .expect("chunks")
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "timestamp": c["timestamp"], "path": c["path"],
-                        "size": c["size"], "is_batch": c["is_batch"],
-                    })
-                })
-                .collect();
-            assert_eq!(&Value::from(got), expected, "{scenario} {conversation}");
-        }
-        for case in read_json(&dir.join("expected/downloads.json"))
-            .as_array()
-            .expect("cases")
-        {
+        copy_dir(
+            &vectors_dir().join(scenario).join("bucket"),
+            &sandbox.store_root(),
+        );
+        let cli = StoreCli::fs(&sandbox);
+        assert_listings_match(&cli, "fs", scenario);
+        for case in cases(&expected_json(scenario, "downloads.json")) {
             let result = &case["result"];
             if result["ok"] != true || case["involves_opus_decode"] == true {
                 continue;
             }
-            let timestamps: Vec<&str> = case["timestamps_ts3"]
-                .as_array()
-                .expect("ts3")
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
-            let joined = timestamps.join(",");
-            let conversation = case["conversation_id"].as_str().expect("conversation");
-            let mut args = vec![
-                "export",
-                "--uid",
-                "oracle-uid",
-                "--conversation",
-                conversation,
-                "--timestamps",
-                &joined,
-                "--format",
-                "pcm",
-                "-o",
-                "-",
-            ];
-            if case["fill_gaps"] == false {
-                args.push("--no-fill-gaps");
-            }
-            let out = sandbox.run_with_secret(OMI_SECRET, &args);
-            assert!(
-                out.status.success(),
-                "{scenario} {}: {}",
-                case["case"],
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert_eq!(
-                Some(out.stdout.len() as u64),
-                result["len"].as_u64(),
-                "{scenario} {}",
-                case["case"]
-            );
-            assert_eq!(
-                Some(sha256_hex(&out.stdout).as_str()),
-                result["sha256"].as_str(),
-                "{scenario} {}",
-                case["case"]
+            assert_export(
+                &cli,
+                &format!("fs {scenario}"),
+                case,
+                &Expected::recorded(result),
             );
             compared += 1;
         }
