@@ -1,7 +1,7 @@
 //! Replays Omi's compatibility vectors (scenarios A–E, made by running Omi's own storage code)
 //! through `chunk-service` on the fs backend: listings, download-and-merge results, deletes and
 //! writers. Where a case records an Omi bug, the corrected result is asserted instead and the
-//! case is named in `CORRECTED` (and in docs/COMPATIBILITY.md). Cases that need an Opus decoder
+//! case is named in `chunkvault_tests::omi::corrections` (and in docs/COMPATIBILITY.md). Cases that need an Opus decoder
 //! are counted as pending until the Opus codec is built in.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
@@ -17,102 +17,13 @@ use chunk_service::{
     ServiceConfig, ServiceError, SingleFormat,
 };
 use chunk_store::{ConversationId, Store, UserId};
+use chunkvault_tests::omi::corrections::{Correction, correction};
 use chunkvault_tests::omi::{
     Call, DeleteFn, DownloadResult, Frame, Level, ObjectFormat, SCENARIOS, Scenario,
 };
 use chunkvault_tests::sha256_hex;
 
 const SECRET: &str = "omi_000000000000000000000000000000000000000000000000000000000000";
-
-/// Cases where Omi's recorded output is an Omi bug, with what chunkvault returns instead.
-enum Corrected {
-    /// The request names a range batch only by an interior or end timestamp (start-only
-    /// matching): chunkvault returns the same audio as this other case (the whole batch).
-    SameAs(&'static str),
-    /// Deleting by an interior/end timestamp also deletes the range batch holding it.
-    AlsoDeletes(&'static str),
-    /// E `iii_subset_*`: Omi omits the range batch named by an interior timestamp; chunkvault
-    /// places it at its start (with silence around it when gaps are filled).
-    SubsetWithBatch,
-}
-
-const CORRECTED: &[(&str, &str, Corrected)] = &[
-    (
-        "B",
-        "iii_subset_fill",
-        Corrected::SameAs("i_all_listed_fill"),
-    ),
-    (
-        "B",
-        "iii_subset_nofill",
-        Corrected::SameAs("i_all_listed_fill"),
-    ),
-    (
-        "B",
-        "iii_subset_end_only_fill",
-        Corrected::SameAs("i_all_listed_fill"),
-    ),
-    (
-        "C",
-        "iii_subset_fill",
-        Corrected::SameAs("i_all_listed_fill"),
-    ),
-    (
-        "C",
-        "iii_subset_nofill",
-        Corrected::SameAs("i_all_listed_fill"),
-    ),
-    (
-        "C",
-        "iii_subset_end_only_fill",
-        Corrected::SameAs("i_all_listed_fill"),
-    ),
-    // Duplicate doubling: every listed timestamp, a shared timestamp used once.
-    (
-        "E",
-        "i_all_listed_fill",
-        Corrected::SameAs("v_unique_listed_fill"),
-    ),
-    (
-        "E",
-        "ii_all_listed_nofill",
-        Corrected::SameAs("v_unique_listed_nofill"),
-    ),
-    ("E", "iii_subset_fill", Corrected::SubsetWithBatch),
-    ("E", "iii_subset_nofill", Corrected::SubsetWithBatch),
-    (
-        "B",
-        "interior",
-        Corrected::AlsoDeletes("chunks/oracle-uid/conv-b/1786961845.727-1786961900.727.batch.bin"),
-    ),
-    (
-        "B",
-        "range_end",
-        Corrected::AlsoDeletes("chunks/oracle-uid/conv-b/1786961845.727-1786961900.727.batch.bin"),
-    ),
-    (
-        "C",
-        "interior",
-        Corrected::AlsoDeletes("chunks/oracle-uid/conv-c/1786961845.727-1786961900.727.batch.enc"),
-    ),
-    (
-        "C",
-        "range_end",
-        Corrected::AlsoDeletes("chunks/oracle-uid/conv-c/1786961845.727-1786961900.727.batch.enc"),
-    ),
-    (
-        "E",
-        "single_batchstart_interior",
-        Corrected::AlsoDeletes("chunks/oracle-uid/conv-e/1786961870.727-1786961885.727.batch.bin"),
-    ),
-];
-
-fn corrected(scenario: &str, case: &str) -> Option<&'static Corrected> {
-    CORRECTED
-        .iter()
-        .find(|(s, c, _)| *s == scenario && *c == case)
-        .map(|(_, _, fix)| fix)
-}
 
 /// The corrected result of E `iii_subset_*` (850 `.opus`, interior 875 of the range batch
 /// 870-885, 920 `.batch.enc`), built from the objects themselves: Opus decoded (checked against
@@ -223,8 +134,8 @@ async fn downloads_equal_omi_or_the_documented_fix() {
         );
         for case in &scenario.downloads {
             let model;
-            let expected = match corrected(name, &case.case) {
-                Some(Corrected::SameAs(other)) => {
+            let expected = match correction(name, &case.case) {
+                Some(Correction::SameAs(other)) => {
                     let other = scenario
                         .downloads
                         .iter()
@@ -232,11 +143,11 @@ async fn downloads_equal_omi_or_the_documented_fix() {
                         .expect("referenced case");
                     &other.result
                 }
-                Some(Corrected::SubsetWithBatch) => {
+                Some(Correction::SubsetWithBatch) => {
                     model = subset_with_batch(&scenario, case.fill_gaps);
                     &model
                 }
-                Some(Corrected::AlsoDeletes(_)) => unreachable!("delete fix on a download case"),
+                Some(Correction::AlsoDeletes(_)) => unreachable!("delete fix on a download case"),
                 None => &case.result,
             };
             if case.involves_opus_decode {
@@ -302,7 +213,7 @@ async fn deletes_leave_what_omi_leaves_or_the_documented_fix() {
                 }
             }
             let mut expected: BTreeSet<String> = case.remaining.iter().cloned().collect();
-            if let Some(Corrected::AlsoDeletes(path)) = corrected(name, &case.case) {
+            if let Some(Correction::AlsoDeletes(path)) = correction(name, &case.case) {
                 assert!(
                     expected.remove(*path),
                     "{name}/{}: {path} not in remaining",

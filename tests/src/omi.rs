@@ -7,6 +7,7 @@
 //! delete cases. See `tests/fixtures/omi/README.md` for what was committed and what was dropped.
 
 pub mod chirp;
+pub mod corrections;
 pub mod model;
 
 pub use crate::sha256_hex;

@@ -13,8 +13,8 @@
 //!   reports deleted, every object left in the store, and `ls` afterwards.
 //!
 //! Results must equal the vectors' expected results, except where the recorded result is an
-//! Omi bug that chunkvault fixes (`common::CORRECTED`): there chunkvault's documented result
-//! is asserted. That includes deletes: Omi's `delete_audio_chunks` matches range batches by
+//! Omi bug that chunkvault fixes (`chunkvault_tests::omi::corrections`): there chunkvault's
+//! documented result is asserted. That includes deletes: Omi's `delete_audio_chunks` matches range batches by
 //! their start only (omi-layout.md §4.4), so an interior or end timestamp of a range batch
 //! leaves the batch in Omi's `remaining`; chunkvault deletes it.
 //!
@@ -31,6 +31,7 @@ use std::collections::BTreeSet;
 
 use chunk_store::Store;
 use chunkvault_tests::backends;
+use chunkvault_tests::omi::corrections::{CORRECTED, correction};
 use common::*;
 use serde_json::Value;
 
