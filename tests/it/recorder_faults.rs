@@ -17,6 +17,7 @@ use chunk_service::{
 };
 use chunk_store::layers::{FaultKind, FaultLayer, FaultOp, FaultPlan, FaultRule, FaultSchedule};
 use chunk_store::{ConversationId, FS_TMP_DIR, RetryOptions, Store, UserId};
+use chunkvault_tests::spool_segments;
 
 const T0: u64 = 1_786_961_845_727;
 /// 0.5 s of 16 kHz PCM16 per chunk; 6 chunks per batch.
@@ -87,16 +88,6 @@ fn config(spool: &Path) -> RecorderConfig {
         },
         ..RecorderConfig::spool(spool)
     }
-}
-
-fn spool_segments(spool: &Path) -> usize {
-    std::fs::read_dir(spool)
-        .expect("spool dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        })
-        .count()
 }
 
 /// Files in the fs writers' temp directory: a failed write must leave none.

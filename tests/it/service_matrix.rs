@@ -20,7 +20,6 @@
 //! id shares the prefix alone. `cargo xtask ci` prints the number of cases per backend.
 
 use std::ops::Range;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +33,7 @@ use chunk_service::{
 use chunk_store::layers::{FaultKind, FaultLayer, FaultOp, FaultPlan, FaultRule, FaultSchedule};
 use chunk_store::{ConversationId, PutMode, RetryOptions, Store, UserId, layout};
 use chunkvault_tests::backends::TestBackend;
+use chunkvault_tests::spool_segments;
 
 const T0: u64 = 1_786_961_845_727;
 /// The chunks of most cases: 0.5 s of 16 kHz PCM16 each.
@@ -215,17 +215,6 @@ async fn packs_at(b: &TestBackend, level: ProtectionLevel) {
         in_clear, !sealed,
         "{name}: chunk 1's PCM in the stored object of a {level} pack"
     );
-}
-
-/// Spool segments left in `spool`.
-fn spool_segments(spool: &Path) -> usize {
-    std::fs::read_dir(spool)
-        .expect("spool dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        })
-        .count()
 }
 
 /// Pushes chunks `range` and checks that each is acknowledged from the spool.

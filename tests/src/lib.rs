@@ -37,6 +37,17 @@ pub fn expensive_proptest_cases(default: u32, cap: u32) -> u32 {
     }
 }
 
+/// Counts the recorder's spool segments (`*.seg`) left in the directory `spool`.
+pub fn spool_segments(spool: &std::path::Path) -> usize {
+    std::fs::read_dir(spool)
+        .expect("spool dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        })
+        .count()
+}
+
 /// Returns the absolute path of `tests/fixtures/` in this checkout.
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")

@@ -65,6 +65,19 @@ pub struct UploadReport {
     pub objects_written: usize,
 }
 
+impl UploadReport {
+    /// The report of a call that stored its audio in the one object `path` at `level`;
+    /// `written` is false when an identical object was already there.
+    fn one_object(path: String, level: ProtectionLevel, written: bool) -> Self {
+        Self {
+            paths: vec![path],
+            level: Some(level),
+            sealing: Some(Sealing::for_level(level)),
+            objects_written: usize::from(written),
+        }
+    }
+}
+
 impl ChunkService {
     /// Uploads one chunk as its own object: `TS.bin`, or `TS.enc` for `enhanced` users; with
     /// [`SingleFormat::Opus`], `TS.opus` / `TS.opus.enc` as Omi's current code writes them.
@@ -84,12 +97,7 @@ impl ChunkService {
         let (path, written) = self
             .write_single(uid, conversation, &chunk, key.as_ref())
             .await?;
-        Ok(UploadReport {
-            paths: vec![path],
-            level: Some(level),
-            sealing: Some(Sealing::for_level(level)),
-            objects_written: usize::from(written),
-        })
+        Ok(UploadReport::one_object(path, level, written))
     }
 
     /// Uploads a batch of chunks as one object: a pack by default, or Omi's batch layout.
@@ -238,12 +246,7 @@ impl ChunkService {
         let (path, written) = self
             .write_omi_batch(uid, conversation, &chunks, key.as_ref(), Some(span))
             .await?;
-        Ok(UploadReport {
-            paths: vec![path],
-            level: Some(level),
-            sealing: Some(Sealing::for_level(level)),
-            objects_written: usize::from(written),
-        })
+        Ok(UploadReport::one_object(path, level, written))
     }
 
     async fn write_omi_batch(
