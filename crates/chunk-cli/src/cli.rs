@@ -16,7 +16,14 @@ use crate::timestamp::parse_timestamp;
     propagate_version = true,
     after_help = "Timestamps (TS) are decimal epoch seconds as Omi writes them: 1786961845.727. \
                   Text with more decimals is rounded to the millisecond as Omi does (parsed as \
-                  a float, then rounded like Python's '%.3f')."
+                  a float, then rounded like Python's '%.3f').\n\n\
+                  Cloud credentials not given in the --store URI come from the usual \
+                  environment variables, as OpenDAL loads them: s3:// AWS_ACCESS_KEY_ID, \
+                  AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_PROFILE (and the \
+                  instance role); gcs:// GOOGLE_APPLICATION_CREDENTIALS (and the VM's service \
+                  account); azblob:// AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY, \
+                  AZURE_STORAGE_SAS_TOKEN (and AZURE_CLIENT_ID / AZURE_TENANT_ID / \
+                  AZURE_CLIENT_SECRET for a service principal)."
 )]
 pub(crate) struct Cli {
     /// Options every subcommand takes (before or after the subcommand).

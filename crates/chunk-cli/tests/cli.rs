@@ -30,6 +30,27 @@ fn ingest_then_ls_table_and_json_snapshot() {
 }
 
 #[test]
+fn help_names_every_cloud_backend_and_its_credential_variables() {
+    let sandbox = Sandbox::new();
+    let help = success(sandbox.run(&["--help"]), &["--help"]);
+    for named in [
+        "s3://",
+        "gcs://",
+        "azblob://",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "AZURE_STORAGE_ACCOUNT_NAME",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+    ] {
+        assert!(
+            help.contains(named),
+            "--help does not name {named}:\n{help}"
+        );
+    }
+}
+
+#[test]
 fn global_options_work_before_and_after_the_subcommand() {
     let sandbox = Sandbox::new();
     ingested(&sandbox, "conv-g", &[], None);

@@ -21,8 +21,12 @@
 //! Query options of the cloud backends are OpenDAL's own config field names (`endpoint`,
 //! `region`, `access_key_id`, `enable_virtual_host_style`, …); an unknown name is an error
 //! that lists the known ones. Credentials not given in the URI come from the usual environment
-//! variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `GOOGLE_APPLICATION_CREDENTIALS`,
-//! …), as OpenDAL loads them. The fs backend takes OpenDAL's `atomic_write_dir` (default
+//! variables, as OpenDAL loads them: S3 `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_PROFILE` (and instance roles); GCS
+//! `GOOGLE_APPLICATION_CREDENTIALS` (and the VM's service account); Azure
+//! `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN` (and a
+//! service principal's `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET`). `chunkvault
+//! --help` lists the same. The fs backend takes OpenDAL's `atomic_write_dir` (default
 //! `<root>/.chunkvault-tmp`, which must be on the same file system as the root).
 //!
 //! Store options, valid on every backend:
