@@ -18,6 +18,7 @@ use crate::decode::decode_omi_object;
 use crate::format::{AudioFormat, FormatCheck};
 use crate::list::ListEntry;
 use crate::pack::LoadedPack;
+use crate::placement::{MergeReport, PlacedObject, SharedReport};
 use crate::policy::PackSealing;
 use crate::timeline::{Joining, Piece, SpanTimeline, Timeline};
 use crate::{ChunkService, ServiceError};
@@ -105,6 +106,7 @@ pub struct PcmStream {
     sample_rate: u32,
     max_bytes: u64,
     skipped: Skipped,
+    report: SharedReport,
 }
 
 /// The objects a download skipped, shared between the stream and its fetches.
@@ -139,6 +141,19 @@ impl PcmStream {
             .lock()
             .map(|skipped| skipped.clone())
             .unwrap_or_default()
+    }
+
+    /// What placing the audio found so far: the time it covers, the gaps filled (or
+    /// collapsed) and the overlaps trimmed, each with its objects; complete once the stream
+    /// has ended. Timestamp requests without gap filling (Omi's plain concatenation) report
+    /// no covered time, gaps or overlaps.
+    pub fn report(&self) -> MergeReport {
+        self.report.report()
+    }
+
+    /// Decoded samples of each object placed so far, in placement order (the audit's view).
+    pub(crate) fn placed(&self) -> Vec<PlacedObject> {
+        self.report.placed()
     }
 
     /// Collects the whole stream (for tests and small requests).
@@ -326,8 +341,13 @@ impl Selection {
     }
 }
 
-/// Audio of one job: (start in ms, contiguous PCM pieces) per placed run.
-type Decoded = Vec<(u64, Vec<Bytes>)>;
+/// Audio of one job: the object it came from, and (start in ms, contiguous PCM pieces) per
+/// placed run.
+#[derive(Debug, Default)]
+struct Decoded {
+    path: Arc<str>,
+    runs: Vec<(u64, Vec<Bytes>)>,
+}
 
 /// Omi's lookup order for single-chunk objects sharing one timestamp.
 pub(crate) fn preference(kind: ObjectKind) -> u8 {
@@ -500,7 +520,7 @@ impl ChunkService {
                             if let Ok(mut all) = skipped.lock() {
                                 all.push(skip.into_skipped());
                             }
-                            Ok(Vec::new())
+                            Ok(Decoded::default())
                         }
                         Err(Fetch::Bad(skip)) => Err(skip.error),
                         Err(Fetch::Failed(error)) => Err(error),
@@ -510,16 +530,18 @@ impl ChunkService {
             })
             .buffered(concurrency);
         let no_audio = no_audio();
-        let state = Some((decoded.boxed(), timeline, no_audio));
+        let report = SharedReport::default();
+        let state = Some((decoded.boxed(), timeline, no_audio, report.clone()));
         let pieces = stream::unfold(state, |state| async move {
-            let (mut decoded, mut timeline, no_audio) = state?;
+            let (mut decoded, mut timeline, no_audio, report) = state?;
             loop {
                 match decoded.next().await {
-                    Some(Ok(runs)) => {
+                    Some(Ok(job)) => {
                         let out: Vec<Result<Piece, ServiceError>> =
-                            timeline.place(runs).into_iter().map(Ok).collect();
+                            timeline.place(job, &report).into_iter().map(Ok).collect();
                         if !out.is_empty() {
-                            return Some((stream::iter(out), Some((decoded, timeline, no_audio))));
+                            let state = Some((decoded, timeline, no_audio, report));
+                            return Some((stream::iter(out), state));
                         }
                     }
                     Some(Err(error)) => return Some((stream::iter(vec![Err(error)]), None)),
@@ -538,6 +560,7 @@ impl ChunkService {
             sample_rate: rate,
             max_bytes,
             skipped,
+            report,
         })
     }
 
@@ -642,10 +665,13 @@ impl ChunkService {
                     .get(run.start)
                     .map_or(Timestamp::ZERO, |e| e.start);
                 return match self.read_pack_run(&pack, run).await {
-                    Ok(runs) => Ok(runs
-                        .into_iter()
-                        .map(|(start, pcm)| (start, vec![pcm]))
-                        .collect()),
+                    Ok(runs) => Ok(Decoded {
+                        path: pack.path.as_str().into(),
+                        runs: runs
+                            .into_iter()
+                            .map(|(start, pcm)| (start, vec![pcm]))
+                            .collect(),
+                    }),
                     Err(error) => Err(bad_object(&pack.path, start, error)),
                 };
             }
@@ -678,7 +704,10 @@ impl ChunkService {
                         .span_start_ms()
                         .filter(|_| place_by_span)
                         .unwrap_or(candidate.start.as_millis());
-                    return Ok(vec![(start, pieces)]);
+                    return Ok(Decoded {
+                        path: candidate.path.as_str().into(),
+                        runs: vec![(start, pieces)],
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(path = %candidate.path, %error, "undecodable object; trying the next format");
@@ -688,7 +717,7 @@ impl ChunkService {
         }
         match first_bad {
             Some(bad) => Err(bad),
-            None => Ok(Vec::new()),
+            None => Ok(Decoded::default()),
         }
     }
 }
@@ -701,11 +730,14 @@ enum Joiner {
 }
 
 impl Joiner {
-    /// Places one job's decoded runs; returns what to emit.
-    fn place(&mut self, runs: Decoded) -> Vec<Piece> {
+    /// Places one job's decoded runs, recording what placing found in `report`; returns what
+    /// to emit.
+    fn place(&mut self, decoded: Decoded, report: &SharedReport) -> Vec<Piece> {
         let mut out = Vec::new();
+        let Decoded { path, runs } = decoded;
         match self {
             Joiner::Ms(timeline) => {
+                timeline.object(path);
                 for (start_ms, pieces) in runs {
                     out.extend(timeline.start_object(start_ms));
                     for pcm in pieces {
@@ -717,12 +749,17 @@ impl Joiner {
                 // One job, one span, whatever it decoded to (nothing, for a skipped object).
                 let start = starts.pop_front();
                 if let Some(start) = start.filter(|_| !runs.is_empty()) {
+                    timeline.object(path);
                     out.extend(timeline.start_object(start));
                     for pcm in runs.into_iter().flat_map(|(_, pieces)| pieces) {
                         out.extend(timeline.audio(pcm));
                     }
                 }
             }
+        }
+        match self {
+            Joiner::Ms(timeline) => report.publish(timeline.log()),
+            Joiner::Span(timeline, _) => report.publish(timeline.log()),
         }
         out
     }

@@ -34,6 +34,7 @@
 //! per chunk, and `e2ee` payloads are reported as client-sealed rather than silently stored as
 //! if protected.
 
+mod audit;
 mod check;
 pub mod codec;
 mod compact;
@@ -46,6 +47,7 @@ mod format;
 mod level;
 mod list;
 mod pack;
+mod placement;
 mod policy;
 mod recorder;
 mod service;
@@ -53,6 +55,7 @@ pub mod spool;
 mod timeline;
 mod upload;
 
+pub use audit::{AuditOptions, ConversationAudit, Duplicate, NameMismatch};
 pub use check::ObjectCheck;
 pub use compact::{
     CompactionCost, CompactionGroup, CompactionOptions, CompactionPlan, CompactionReport,
@@ -68,6 +71,7 @@ pub use level::{
     InMemoryLevels, LevelLookupError, ProtectionLevel, ProtectionLevels, UnknownLevel,
 };
 pub use list::{ConversationListing, ForeignEntry, ListEntry};
+pub use placement::{Gap, MergeReport, Overlap, TimeSpan};
 pub use recorder::{
     Durability, FlushCounts, FlushError, FlushReason, Recorder, RecorderConfig, RecorderError,
     RecorderStats, RecoveredConversation, RecoveryReport, RetryPolicy, TEMP_SWEEP_AGE,

@@ -5,7 +5,11 @@
 //! origin, computed from integer milliseconds (`ms * rate / 1000`, rounded down), so the output
 //! length never depends on floating-point error.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+
+use crate::placement::{PlacementLog, TimeSpan};
 
 /// How placed audio is joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +50,8 @@ pub(crate) struct Timeline {
     /// Position of the next sample of the current object, in samples from the origin.
     next: i128,
     emitted_any: bool,
+    /// What placing found: covered spans, gaps, overlaps.
+    log: PlacementLog,
 }
 
 impl Timeline {
@@ -66,6 +72,30 @@ impl Timeline {
             clip_end: None,
             next: 0,
             emitted_any: false,
+            log: PlacementLog::default(),
+        }
+    }
+
+    /// The audio fed from now on belongs to `object` (named in overlaps).
+    pub(crate) fn object(&mut self, object: Arc<str>) {
+        self.log.object(object);
+    }
+
+    /// What placing has recorded.
+    pub(crate) fn log(&mut self) -> &mut PlacementLog {
+        &mut self.log
+    }
+
+    /// The span between two sample positions.
+    fn span(&self, from: i128, to: i128) -> TimeSpan {
+        let ms = |p: i128| {
+            let delta = (p * 1000).div_euclid(i128::from(self.rate.max(1)));
+            u64::try_from(i128::from(self.origin_ms) + delta).unwrap_or(0)
+        };
+        TimeSpan {
+            start_ms: ms(from),
+            end_ms: ms(to),
+            samples: u64::try_from(to - from).unwrap_or(0),
         }
     }
 
@@ -100,12 +130,17 @@ impl Timeline {
             if silence <= 0 {
                 return None;
             }
+            self.log.gap(self.span(cursor, end), true);
             self.cursor = Some(end);
             self.emitted_any = true;
             Some(Piece::Silence(u64::try_from(silence).unwrap_or(0)))
         } else if start > cursor {
             // A gap that is not filled is skipped: the cursor still follows the timeline, so
             // later overlaps and the clip end are judged in real time, not in output bytes.
+            let end = self.clip_end.map_or(start, |clip| start.min(clip));
+            if end > cursor {
+                self.log.gap(self.span(cursor, end), false);
+            }
             self.cursor = Some(start);
             None
         } else {
@@ -121,6 +156,7 @@ impl Timeline {
         let samples = (pcm.len() / 2) as i128;
         let first = self.next;
         self.next += samples;
+        self.log.decoded(u64::try_from(samples).unwrap_or(0));
         if matches!(self.joining, Joining::Concat) {
             if pcm.is_empty() {
                 return None;
@@ -131,6 +167,10 @@ impl Timeline {
         // Nothing before the cursor, nor (before the first audio) before the origin.
         let floor = self.cursor.unwrap_or(0);
         let drop = (floor - first).clamp(0, samples);
+        // Dropped behind audio already placed (not merely before the origin): an overlap.
+        if self.log.has_owner() && drop > 0 {
+            self.log.overlap(self.span(first.max(0), first + drop));
+        }
         let at = first + drop;
         let mut keep = samples - drop;
         if let Some(clip) = self.clip_end {
@@ -142,6 +182,7 @@ impl Timeline {
         let drop_bytes = usize::try_from(drop * 2).unwrap_or(usize::MAX);
         let keep_bytes = usize::try_from(keep * 2).unwrap_or(usize::MAX);
         pcm = pcm.slice(drop_bytes..drop_bytes + keep_bytes);
+        self.log.audio(self.span(at, at + keep));
         self.cursor = Some(at + keep);
         self.emitted_any = true;
         Some(Piece::Audio(pcm))
@@ -174,7 +215,21 @@ pub(crate) struct SpanTimeline {
     current: Option<(f64, u64)>,
     /// Bytes still to drop from the head of the current object.
     drop: u64,
+    /// The current object's own start (before trimming) and the bytes dropped from its head.
+    head: (f64, u64),
     emitted_any: bool,
+    /// What placing found: covered spans, gaps, overlaps.
+    log: PlacementLog,
+}
+
+/// The span from `from` to `to` seconds, `samples` long.
+fn secs_span(from: f64, to: f64, samples: u64) -> TimeSpan {
+    let ms = |secs: f64| (secs * 1000.0).floor().max(0.0) as u64;
+    TimeSpan {
+        start_ms: ms(from),
+        end_ms: ms(to),
+        samples,
+    }
 }
 
 /// Omi's tolerance in span mode: 1 ms.
@@ -189,8 +244,20 @@ impl SpanTimeline {
             cursor: None,
             current: None,
             drop: 0,
+            head: (0.0, 0),
             emitted_any: false,
+            log: PlacementLog::default(),
         }
+    }
+
+    /// The audio fed from now on belongs to `object` (named in overlaps).
+    pub(crate) fn object(&mut self, object: Arc<str>) {
+        self.log.object(object);
+    }
+
+    /// What placing has recorded.
+    pub(crate) fn log(&mut self) -> &mut PlacementLog {
+        &mut self.log
     }
 
     /// Starts the next object, whose span starts at `start` seconds; returns the silence to
@@ -200,6 +267,7 @@ impl SpanTimeline {
             self.cursor = Some(begun + bytes as f64 / (2.0 * self.rate));
         }
         self.drop = 0;
+        self.head = (start, 0);
         let Some(cursor) = self.cursor else {
             self.current = Some((start, 0));
             return None;
@@ -214,6 +282,7 @@ impl SpanTimeline {
         if self.fill_gaps && start > cursor + SPAN_SLACK_SECS {
             let samples = ((start - cursor) * self.rate) as u64;
             if samples > 0 {
+                self.log.gap(secs_span(cursor, start, samples), true);
                 self.emitted_any = true;
                 return Some(Piece::Silence(samples));
             }
@@ -223,14 +292,28 @@ impl SpanTimeline {
 
     /// Feeds the next PCM bytes of the current object (even length); returns what to emit.
     pub(crate) fn audio(&mut self, mut pcm: Bytes) -> Option<Piece> {
+        self.log.decoded(pcm.len() as u64 / 2);
+        let (begun, placed) = self.current.unwrap_or((0.0, 0));
+        let at = |bytes: u64| begun + bytes as f64 / (2.0 * self.rate);
         let drop = self.drop.min(pcm.len() as u64);
         self.drop -= drop;
+        if drop > 0 && self.log.has_owner() {
+            // The dropped head: from the object's own start, behind the audio so far.
+            let (start, before) = self.head;
+            let secs = |bytes: u64| start + bytes as f64 / (2.0 * self.rate);
+            self.log
+                .overlap(secs_span(secs(before), secs(before + drop), drop / 2));
+        }
+        self.head.1 += drop;
         pcm = pcm.slice(usize::try_from(drop).unwrap_or(pcm.len())..);
         if pcm.is_empty() {
             return None;
         }
+        let len = pcm.len() as u64;
+        self.log
+            .audio(secs_span(at(placed), at(placed + len), len / 2));
         if let Some((_, bytes)) = self.current.as_mut() {
-            *bytes += pcm.len() as u64;
+            *bytes += len;
         }
         self.emitted_any = true;
         Some(Piece::Audio(pcm))
@@ -245,10 +328,12 @@ impl SpanTimeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::placement::MergeReport;
 
     fn run(timeline: &mut Timeline, objects: &[(u64, usize)]) -> Vec<Piece> {
         let mut out = Vec::new();
         for (i, &(start, samples)) in objects.iter().enumerate() {
+            timeline.object(format!("o{i}").into());
             out.extend(timeline.start_object(start));
             out.extend(timeline.audio(Bytes::from(vec![i as u8 + 1; samples * 2])));
         }
@@ -393,6 +478,7 @@ mod tests {
     fn run_spans(timeline: &mut SpanTimeline, objects: &[(f64, usize)]) -> Vec<Piece> {
         let mut out = Vec::new();
         for (i, &(start, samples)) in objects.iter().enumerate() {
+            timeline.object(format!("o{i}").into());
             out.extend(timeline.start_object(start));
             // In two pieces, as a two-chunk object arrives.
             let pcm = Bytes::from(vec![i as u8 + 1; samples * 2]);
@@ -459,5 +545,100 @@ mod tests {
         let mut t = SpanTimeline::new(16_000, true);
         let out = run_spans(&mut t, &[(0.0, 16_000), (0.99875, 1_000)]);
         assert_eq!(merged(&out), [('a', 16_000 + 981)]);
+    }
+
+    /// A span as (start ms, end ms, samples).
+    type Triple = (u64, u64, u64);
+
+    /// The log's report, with its covered spans and its gaps as triples.
+    fn logged(log: &mut PlacementLog) -> (MergeReport, Vec<Triple>, Vec<Triple>) {
+        let (report, _) = log.take();
+        let spans = |s: &[TimeSpan]| {
+            s.iter()
+                .map(|s| (s.start_ms, s.end_ms, s.samples))
+                .collect()
+        };
+        let covered = spans(&report.covered);
+        let gaps = spans(&report.gaps.iter().map(|g| g.span).collect::<Vec<_>>());
+        (report, covered, gaps)
+    }
+
+    #[test]
+    fn placement_reports_covered_time_gaps_and_overlaps() {
+        let mut t = Timeline::new(16_000, FILL, 0);
+        // 1 s at 0; 1 s at 2 s (a 1 s gap); 1 s at 2.5 s (0.5 s overlap with the second).
+        run(&mut t, &[(0, 16_000), (2_000, 16_000), (2_500, 16_000)]);
+        let (report, covered, gaps) = logged(t.log());
+        assert_eq!(covered, [(0, 1_000, 16_000), (2_000, 3_500, 24_000)]);
+        assert_eq!(gaps, [(1_000, 2_000, 16_000)]);
+        assert!(report.gaps[0].filled);
+        assert_eq!(report.overlaps.len(), 1);
+        let overlap = &report.overlaps[0];
+        assert_eq!(
+            (
+                overlap.span.start_ms,
+                overlap.span.end_ms,
+                overlap.span.samples
+            ),
+            (2_500, 3_000, 8_000)
+        );
+        assert_eq!((&*overlap.kept, &*overlap.trimmed), ("o1", "o2"));
+        assert_eq!(report.covered_samples(), 40_000);
+    }
+
+    #[test]
+    fn placement_off_whole_milliseconds_counts_exact_samples() {
+        // At 22.05 kHz 1 ms is 22.05 samples: 1,000 samples at 0 end at 45.35 ms; the next
+        // object at 45 ms overlaps by 8 samples (1,000 − floor(45 · 22.05) = 1,000 − 992).
+        let joining = Joining::Timeline {
+            fill_gaps: false,
+            leading_silence: false,
+        };
+        let mut t = Timeline::new(22_050, joining, 0);
+        run(&mut t, &[(0, 1_000), (45, 1_000), (1_000, 10)]);
+        let (report, covered, gaps) = logged(t.log());
+        assert_eq!(report.overlap_samples(), 8);
+        assert_eq!(covered.iter().map(|c| c.2).sum::<u64>(), 1_992 + 10);
+        // The gap up to 1 s is collapsed, not filled, and still reported.
+        assert_eq!(gaps.len(), 1);
+        assert!(!report.gaps[0].filled);
+        assert_eq!(gaps[0].2, 22_050 - 1_992);
+    }
+
+    #[test]
+    fn leading_silence_is_a_gap_and_before_the_origin_is_no_overlap() {
+        let mut t = Timeline::new(16_000, FILL, 1_000);
+        run(&mut t, &[(1_500, 160)]);
+        let (report, _, gaps) = logged(t.log());
+        assert_eq!(gaps, [(1_000, 1_500, 8_000)]);
+        assert!(report.overlaps.is_empty());
+        let joining = Joining::Timeline {
+            fill_gaps: true,
+            leading_silence: false,
+        };
+        let mut t = Timeline::new(16_000, joining, 500);
+        run(&mut t, &[(0, 16_000)]);
+        let (report, covered, gaps) = logged(t.log());
+        assert!(report.overlaps.is_empty() && gaps.is_empty());
+        assert_eq!(covered, [(500, 1_000, 8_000)]);
+    }
+
+    #[test]
+    fn span_mode_reports_what_it_trims_and_fills() {
+        let mut t = SpanTimeline::new(8_000, true);
+        // 2 s at 10 s; 0.5 s inside it (trimmed whole); 0.1 s at 12 s (continues); 0.1 s at
+        // 13 s (0.9 s of silence first).
+        run_spans(
+            &mut t,
+            &[(10.0, 16_000), (10.5, 4_000), (12.0, 800), (13.0, 800)],
+        );
+        let (report, covered, gaps) = logged(t.log());
+        assert_eq!(covered, [(10_000, 12_100, 16_800), (13_000, 13_100, 800)]);
+        assert_eq!(gaps, [(12_100, 13_000, 7_200)]);
+        assert_eq!(report.overlap_samples(), 4_000);
+        assert_eq!(
+            (&*report.overlaps[0].kept, &*report.overlaps[0].trimmed),
+            ("o0", "o1")
+        );
     }
 }
