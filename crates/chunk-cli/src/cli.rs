@@ -98,6 +98,10 @@ pub(crate) enum Command {
     Purge(PurgeArgs),
     /// Read and decode every object; report bad ones with the reason (exit 1 if any).
     Verify(VerifyArgs),
+    /// Report a user's timeline per conversation: covered time, gaps, overlaps, duplicates,
+    /// names that disagree with their content, undecodable and foreign objects (exit 1 on an
+    /// undecodable object; with --strict also on any gap, overlap or duplicate).
+    Audit(AuditArgs),
     /// Objects, bytes, audio duration and write operations, with the monthly cost at S3 prices.
     Stats(StatsArgs),
     /// Merge a conversation's small objects (Omi objects, short packs) into packs: show the
@@ -288,6 +292,24 @@ pub(crate) struct VerifyArgs {
     /// Only this conversation (needs --uid).
     #[arg(long, value_name = "C", requires = "uid")]
     pub(crate) conversation: Option<String>,
+}
+
+/// `audit` options.
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// The user.
+    #[arg(long, value_name = "U")]
+    pub(crate) uid: String,
+    /// Only this conversation (default: every conversation of the user).
+    #[arg(long, value_name = "C")]
+    pub(crate) conversation: Option<String>,
+    /// Also fail (exit 1) on any gap, overlap or duplicate.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// Sample rate of Omi-layout objects, which record none (packs carry their own).
+    #[arg(long, value_name = "HZ", default_value_t = 16_000,
+          value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    pub(crate) sample_rate: u32,
 }
 
 /// `stats` options.

@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rm(args) => commands::rm::run(&ctx, args).await,
         Command::Purge(args) => commands::purge::run(&ctx, args).await,
         Command::Verify(args) => commands::verify::run(&ctx, args).await,
+        Command::Audit(args) => commands::audit::run(&ctx, args).await,
         Command::Stats(args) => commands::stats::run(&ctx, args).await,
         Command::Compact(args) => commands::compact::run(&ctx, args).await,
         Command::Keys(_) => unreachable!("handled above"),

@@ -817,3 +817,49 @@ fn omi_vectors_ls_and_export_match() {
     // B and C: 6 ok cases each, D: 6.
     assert_eq!(compared, 18);
 }
+
+/// `audit --json` of every vector bucket (Omi's own objects), snapshotted: E's duplicate
+/// instants (`.bin`, `.opus`, `.enc` at one timestamp), its gaps, its undecodable and foreign
+/// objects appear, and A–D's clean timelines stay clean. The exit status follows the findings:
+/// 1 where an object cannot be decoded, and with `--strict` also on a gap, overlap or
+/// duplicate.
+#[test]
+fn audit_json_of_every_vector_bucket() {
+    for scenario in ["A", "B", "C", "D", "E"] {
+        let sandbox = Sandbox::new();
+        copy_dir(
+            &vectors_dir().join(scenario).join("bucket"),
+            &sandbox.store_root(),
+        );
+        let cli = StoreCli::fs(&sandbox);
+        let out = cli.run(Some(OMI_SECRET), &["--json", "audit", "--uid", OMI_UID]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let audit: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{scenario}: audit --json is not JSON ({e}): {text}"));
+        let conversations = audit["conversations"].as_array().expect("conversations");
+        let undecodable = conversations
+            .iter()
+            .any(|c| c["undecodable"].as_array().is_some_and(|u| !u.is_empty()));
+        let findings = conversations.iter().any(|c| {
+            ["gaps", "overlaps", "duplicates"]
+                .iter()
+                .any(|k| c[*k].as_array().is_some_and(|v| !v.is_empty()))
+        });
+        assert_eq!(
+            out.status.success(),
+            !undecodable,
+            "{scenario}: exit status {:?} with undecodable = {undecodable}",
+            out.status
+        );
+        let strict = cli.run(
+            Some(OMI_SECRET),
+            &["--json", "audit", "--uid", OMI_UID, "--strict"],
+        );
+        assert_eq!(
+            strict.status.success(),
+            !undecodable && !findings,
+            "{scenario}: --strict"
+        );
+        insta::assert_json_snapshot!(format!("audit_json_{scenario}"), audit);
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use chunk_format::wav::{WAV_HEADER_LEN, wav_header};
-use chunk_service::{ChunkService, DownloadOptions, DownloadRequest, SkippedObject};
+use chunk_service::{ChunkService, DownloadOptions, DownloadRequest, MergeReport, SkippedObject};
 use chunk_store::{ConversationId, UserId};
 use futures::StreamExt;
 use serde_json::json;
@@ -39,6 +39,8 @@ pub(crate) struct Exported {
     pub(crate) sample_rate: u32,
     /// Objects left out (`--skip-bad` only).
     pub(crate) skipped: Vec<SkippedObject>,
+    /// The gaps filled (or collapsed) and the overlaps trimmed.
+    pub(crate) report: MergeReport,
 }
 
 /// What streaming the download into an output gave.
@@ -46,6 +48,7 @@ struct Streamed {
     pcm_bytes: u64,
     sample_rate: u32,
     skipped: Vec<SkippedObject>,
+    report: MergeReport,
 }
 
 /// Runs `export`.
@@ -94,6 +97,8 @@ pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
             "file_bytes": exported.file_bytes,
             "audio_seconds": seconds,
             "skipped": exported.skipped,
+            "gaps": exported.report.gaps,
+            "overlaps": exported.report.overlaps,
         }))?;
     } else if !ctx.json {
         let line = format!(
@@ -110,6 +115,11 @@ pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
             outln!("{line}")?;
         }
     }
+    if (!ctx.json || to_stdout)
+        && let Some(line) = timeline_note(&exported.report, exported.sample_rate)
+    {
+        output::note(&line);
+    }
     if !exported.skipped.is_empty() && (!ctx.json || to_stdout) {
         output::note(&format!(
             "skipped {} object(s) (--skip-bad):",
@@ -125,6 +135,49 @@ pub(crate) async fn run(ctx: &Context, args: &ExportArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The stderr line on what placing did to the audio, if it filled, collapsed or trimmed any.
+fn timeline_note(report: &MergeReport, rate: u32) -> Option<String> {
+    if report.gaps.is_empty() && report.overlaps.is_empty() {
+        return None;
+    }
+    let secs = |samples: u64| samples as f64 / f64::from(rate.max(1));
+    let filled = report.gaps.iter().filter(|g| g.filled).count();
+    let collapsed = report.gaps.len() - filled;
+    let mut parts = Vec::new();
+    if filled > 0 {
+        let samples = report
+            .gaps
+            .iter()
+            .filter(|g| g.filled)
+            .map(|g| g.span.samples)
+            .sum();
+        parts.push(format!(
+            "filled {filled} gap(s) with {:.3} s of silence",
+            secs(samples)
+        ));
+    }
+    if collapsed > 0 {
+        let samples = report
+            .gaps
+            .iter()
+            .filter(|g| !g.filled)
+            .map(|g| g.span.samples)
+            .sum();
+        parts.push(format!(
+            "collapsed {collapsed} gap(s) of {:.3} s",
+            secs(samples)
+        ));
+    }
+    if !report.overlaps.is_empty() {
+        parts.push(format!(
+            "trimmed {} overlap(s) of {:.3} s (audio stored twice; `chunkvault audit` lists them)",
+            report.overlaps.len(),
+            secs(report.overlap_samples())
+        ));
+    }
+    Some(format!("timeline: {}", parts.join(", ")))
 }
 
 /// Refuses an output path where something other than a regular file exists: the rename of
@@ -202,6 +255,7 @@ impl Job<'_> {
                     file_bytes: streamed.pcm_bytes,
                     sample_rate: streamed.sample_rate,
                     skipped: streamed.skipped,
+                    report: streamed.report,
                 })
             }
             ExportFormat::Wav => {
@@ -254,6 +308,7 @@ impl Job<'_> {
             file_bytes: header_len + pcm_bytes,
             sample_rate,
             skipped: streamed.skipped,
+            report: streamed.report,
         })
     }
 
@@ -284,6 +339,7 @@ impl Job<'_> {
             pcm_bytes: written,
             sample_rate: stream.sample_rate(),
             skipped: stream.skipped(),
+            report: stream.report(),
         })
     }
 }
