@@ -413,13 +413,15 @@ fn stats_counts_objects_chunks_and_writes() {
         &["--layout", "omi", "--level", "enhanced"],
         Some(SECRET),
     );
-    let stats = sandbox.json(&["stats"]);
+    let text = sandbox.ok_with_secret(SECRET, &["--json", "stats"]);
+    let stats: Value = serde_json::from_str(&text).expect("stats --json");
     assert_eq!(stats["users"], 1);
     assert_eq!(stats["conversations"], 2);
     assert_eq!(stats["objects"], 6);
     assert_eq!(stats["write_operations"], 6);
-    // Chunks: the two one-chunk batches exactly, the range batches estimated at 5 s each.
+    // Chunks: each conversation's 23 s of covered time in 5 s chunks.
     assert_eq!(stats["chunks"], 10);
+    assert_eq!(stats["bad_objects"].as_array().map(Vec::len), Some(0));
     assert_eq!(stats["write_operations_one_per_chunk"], 10);
     let raw = 16_000 * 2 * SECONDS as u64;
     assert_eq!(stats["kinds"]["batch.bin"]["bytes"], raw);
@@ -434,10 +436,21 @@ fn stats_counts_objects_chunks_and_writes() {
         (storage - expected).abs() < 1e-12,
         "{storage} vs {expected}"
     );
-    let text = sandbox.ok(&["stats", "--uid", "u1"]);
+    let text = sandbox.ok_with_secret(SECRET, &["stats", "--uid", "u1"]);
     assert!(
         text.contains("write operations: 6 (one per object) vs 10"),
         "{text}"
+    );
+    // Without the secret the sealed conversation cannot be decoded: it adds no audio, its
+    // objects are named, and the text says why.
+    let locked = sandbox.json(&["stats"]);
+    assert_eq!(locked["objects"], 6);
+    assert_eq!(locked["audio_seconds"].as_f64(), Some(SECONDS as f64));
+    assert_eq!(locked["bad_objects"].as_array().map(Vec::len), Some(3));
+    assert!(
+        sandbox
+            .ok(&["stats"])
+            .contains("sealed objects add no audio")
     );
     assert!(text.contains("$0.023 per GB-month"), "{text}");
     let other = sandbox.json(&["stats", "--uid", "nobody"]);
@@ -617,7 +630,6 @@ fn packs_ingest_list_export_rm_verify_and_stats() {
     let stats = sandbox.json(&["stats"]);
     assert_eq!(stats["objects"], 3);
     assert_eq!(stats["chunks"], 5);
-    assert_eq!(stats["chunks_estimated"], 0);
     assert_eq!(stats["audio_seconds"].as_f64(), Some(23.0));
     // rm of one chunk rewrites its pack without it; the rest of the audio is untouched.
     let removed = sandbox.json(&[
@@ -861,5 +873,20 @@ fn audit_json_of_every_vector_bucket() {
             "{scenario}: --strict"
         );
         insta::assert_json_snapshot!(format!("audit_json_{scenario}"), audit);
+        // `stats` counts the same covered time: E's 65 s of conv-e (its Opus objects
+        // included, the duplicate instants once) and conv-e2's 5 s; 13 audio objects in
+        // 70 s are 668.6 writes per recorded hour against 720.
+        if scenario == "E" {
+            let stats = cli.json(Some(OMI_SECRET), &["stats", "--uid", OMI_UID]);
+            let covered: f64 = conversations
+                .iter()
+                .map(|c| c["covered_seconds"].as_f64().expect("seconds"))
+                .sum();
+            assert_eq!(stats["audio_seconds"].as_f64(), Some(covered));
+            assert_eq!(covered, 70.0);
+            assert_eq!(stats["objects"], 13);
+            let per_hour = stats["writes_per_recorded_hour"].as_f64().expect("rate");
+            assert!((per_hour - 13.0 * 3600.0 / 70.0).abs() < 1e-9, "{per_hour}");
+        }
     }
 }
