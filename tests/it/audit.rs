@@ -16,6 +16,7 @@ use chunk_service::{
 };
 use chunk_store::{ConversationId, PutMode, Store, UserId};
 use futures::StreamExt;
+use proptest::prelude::*;
 
 const T0: u64 = 1_786_961_845_000;
 /// One second of PCM16 mono at 16 kHz.
@@ -39,15 +40,18 @@ fn spans(list: impl IntoIterator<Item = TimeSpan>) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
-async fn conversation() -> (ChunkService, UserId, ConversationId) {
-    let store = Store::from_uri("memory://").unwrap();
-    let keyring = Keyring::single(
+fn keyring() -> Keyring {
+    Keyring::single(
         KeyId::new(1),
         MasterSecret::new(b"omi_".repeat(16)).unwrap(),
-    );
+    )
+}
+
+async fn conversation() -> (ChunkService, UserId, ConversationId) {
+    let store = Store::from_uri("memory://").unwrap();
     let service = ChunkService::new(
         store.clone(),
-        Some(keyring),
+        Some(keyring()),
         Arc::new(InMemoryLevels::new(ProtectionLevel::Enhanced)),
         ServiceConfig::default(),
     )
@@ -195,4 +199,212 @@ async fn an_export_reports_the_gaps_it_fills_and_the_overlaps_it_trims() {
         bytes as u64,
         2 * (report.covered_samples() + report.gap_samples())
     );
+}
+
+// ---- The audit against a model ---------------------------------------------------------------
+
+/// One object of a random conversation: where it starts (ms after the previous object's
+/// start, or before it), what it is, and its chunks' lengths in samples (16 kHz) with the ms
+/// of silence before each (packs only: holes inside a pack).
+#[derive(Debug, Clone)]
+struct Object {
+    offset_ms: i64,
+    kind: u8,
+    chunks: Vec<(u64, u64)>,
+}
+
+fn object() -> impl Strategy<Value = Object> {
+    (
+        prop::sample::select(vec![-3_000i64, -700, -1, 0, 1, 40, 900, 2_500, 6_000]),
+        0u8..3,
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![0u64, 0, 1, 300, 2_000]),
+                prop::sample::select(vec![1u64, 16, 160, 800, 16_000]),
+            ),
+            1..4,
+        ),
+    )
+        .prop_map(|(offset_ms, kind, chunks)| Object {
+            offset_ms,
+            kind,
+            chunks,
+        })
+}
+
+/// A placement unit of the model: its start (ms) and its audio as (start sample, samples).
+struct ModelUnit {
+    start_ms: u64,
+    multi: bool,
+    path: String,
+    intervals: Vec<(u64, u64)>,
+}
+
+/// What the model expects: covered spans and gaps as (start ms, end ms, samples) from the
+/// first start, and the samples trimmed as overlaps.
+#[derive(Debug, PartialEq, Eq)]
+struct ModelAudit {
+    covered: Vec<(u64, u64, u64)>,
+    gaps: Vec<(u64, u64, u64)>,
+    overlap_samples: u64,
+}
+
+/// Places the units as the read pipeline's rules say (docs/ARCHITECTURE.md): units by start,
+/// multi-chunk objects before singles and then by path on ties; a pack's chunks form one unit
+/// per stretch without a gap; audio behind the audio placed so far is trimmed.
+fn model(mut units: Vec<ModelUnit>) -> ModelAudit {
+    units.sort_by(|a, b| (a.start_ms, !a.multi, &a.path).cmp(&(b.start_ms, !b.multi, &b.path)));
+    let mut placed: Vec<(u64, u64)> = Vec::new();
+    let mut gaps = Vec::new();
+    let mut overlap_samples = 0;
+    let mut cursor: Option<u64> = None;
+    for unit in &units {
+        for &(at, len) in &unit.intervals {
+            let end = at + len;
+            let from = match cursor {
+                None => at,
+                Some(c) if at > c => {
+                    gaps.push((c, at));
+                    at
+                }
+                Some(c) => {
+                    overlap_samples += end.min(c) - at;
+                    c
+                }
+            };
+            if end > from {
+                match placed.last_mut() {
+                    Some(last) if last.1 == from => last.1 = end,
+                    _ => placed.push((from, end)),
+                }
+                cursor = Some(end);
+            }
+        }
+    }
+    let ms = |(a, b): (u64, u64)| (a / 16, b / 16, b - a);
+    ModelAudit {
+        covered: placed.into_iter().map(ms).collect(),
+        gaps: gaps.into_iter().map(ms).collect(),
+        overlap_samples,
+    }
+}
+
+/// Stores `objects` (plain `.bin` singles, `.batch.bin` batches, packs through the service)
+/// and returns the model's units of those that were stored (a name already taken is skipped).
+async fn store_objects(
+    service: &ChunkService,
+    store: &Store,
+    objects: &[Object],
+) -> Vec<ModelUnit> {
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let mut start = T0 as i64;
+    let mut units = Vec::new();
+    for (n, object) in objects.iter().enumerate() {
+        start += object.offset_ms;
+        let start_ms = start as u64;
+        let bytes = |samples: u64| pcm(n as u8 + 1, (samples * 2) as usize);
+        match object.kind {
+            0 | 1 => {
+                let samples: u64 = object.chunks.iter().map(|c| c.1).sum();
+                let name = if object.kind == 0 {
+                    format!("{}.bin", ts(start_ms))
+                } else {
+                    format!("{}.batch.bin", ts(start_ms))
+                };
+                let path = format!("chunks/u/c/{name}");
+                if store
+                    .put(&path, bytes(samples), PutMode::CreateOnly)
+                    .await
+                    .is_ok()
+                {
+                    units.push(ModelUnit {
+                        start_ms,
+                        multi: object.kind == 1,
+                        path,
+                        intervals: vec![(start_ms * 16, samples)],
+                    });
+                }
+            }
+            _ => {
+                let mut at = start_ms;
+                let mut chunks = Vec::new();
+                let mut intervals = Vec::new();
+                for &(hole_ms, samples) in &object.chunks {
+                    at += hole_ms;
+                    chunks.push(Chunk::new(ts(at), bytes(samples)));
+                    intervals.push((at * 16, samples));
+                    at += samples.div_ceil(16);
+                }
+                let Ok(report) = service.upload_batch(&uid, &conv, chunks, None).await else {
+                    continue;
+                };
+                let path = report.paths[0].clone();
+                // One unit per stretch of chunks without a gap.
+                let mut stretch: Vec<(u64, u64)> = Vec::new();
+                for interval in intervals {
+                    if let Some(&(a, len)) = stretch.last()
+                        && interval.0 > a + len
+                    {
+                        units.push(ModelUnit {
+                            start_ms: stretch[0].0 / 16,
+                            multi: true,
+                            path: path.clone(),
+                            intervals: std::mem::take(&mut stretch),
+                        });
+                    }
+                    stretch.push(interval);
+                }
+                units.push(ModelUnit {
+                    start_ms: stretch[0].0 / 16,
+                    multi: true,
+                    path,
+                    intervals: stretch,
+                });
+            }
+        }
+    }
+    units
+}
+
+async fn audit_case(objects: Vec<Object>) {
+    let store = Store::from_uri("memory://").unwrap();
+    let service = ChunkService::new(
+        store.clone(),
+        Some(keyring()),
+        Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
+        ServiceConfig::default(),
+    )
+    .unwrap();
+    let units = store_objects(&service, &store, &objects).await;
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let audit = service
+        .audit(&uid, &conv, AuditOptions::default())
+        .await
+        .unwrap();
+    let expected = model(units);
+    let got = ModelAudit {
+        covered: spans(audit.covered.clone()),
+        gaps: spans(audit.gaps.iter().map(|g| g.span)),
+        overlap_samples: audit.overlaps.iter().map(|o| o.span.samples).sum(),
+    };
+    assert_eq!(got, expected, "{objects:?}");
+    assert_eq!(
+        audit.covered_samples,
+        expected.covered.iter().map(|c| c.2).sum::<u64>()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        chunkvault_tests::expensive_proptest_cases(64, 500),
+    ))]
+
+    /// On random conversations of overlapping singles, batches and packs with holes, the
+    /// audit's covered spans, gaps and trimmed overlaps equal an interval model of the
+    /// placement rules.
+    #[test]
+    fn prop_audit_equals_the_placement_model(objects in prop::collection::vec(object(), 1..7)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(audit_case(objects));
+    }
 }

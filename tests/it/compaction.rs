@@ -407,6 +407,9 @@ async fn a_compaction_killed_before_its_deletes_is_finished_by_the_next() {
 
 #[derive(Debug, Clone)]
 struct Piece {
+    /// How far before the end of the audio so far the piece starts (recordings that
+    /// overlap: a second device, a re-upload, a pack with a hole a single falls into).
+    back_ms: u64,
     gap_ms: u64,
     chunks: Vec<u64>,
     layout: u8,
@@ -429,6 +432,7 @@ fn piece() -> impl Strategy<Value = Piece> {
         any::<bool>(),
     )
         .prop_map(|(gap_ms, chunks, layout, enhanced)| Piece {
+            back_ms: 0,
             gap_ms,
             chunks,
             layout,
@@ -463,7 +467,7 @@ async fn compaction_case_in(pieces: Vec<Piece>, target_s: u64, unit: Unit) {
     // The recording's clock, in samples at 16 kHz since the epoch.
     let mut at = 1_786_961_845_727u64 * 16;
     for (n, piece) in pieces.iter().enumerate() {
-        at += piece.gap_ms * 16;
+        at = at.saturating_sub(piece.back_ms * 16) + piece.gap_ms * 16;
         let level = if piece.enhanced {
             ProtectionLevel::Enhanced
         } else {
@@ -522,6 +526,7 @@ fn config() -> ProptestConfig {
 #[tokio::test]
 async fn compaction_regression_audio_ending_at_a_window_start() {
     let piece = |gap_ms, chunks: &[u64], enhanced| Piece {
+        back_ms: 0,
         gap_ms,
         chunks: chunks.to_vec(),
         layout: 0,
@@ -547,6 +552,7 @@ async fn compaction_regression_audio_ending_at_a_window_start() {
 async fn compaction_regression_overlap_ending_off_a_whole_millisecond() {
     for layout in 0..3 {
         let piece = |gap_ms, chunks: &[u64]| Piece {
+            back_ms: 0,
             gap_ms,
             chunks: chunks.to_vec(),
             layout,
@@ -568,6 +574,7 @@ async fn compaction_regression_overlap_ending_off_a_whole_millisecond() {
 #[tokio::test]
 async fn compaction_regression_singles_off_whole_ms_into_short_packs() {
     let piece = |gap_ms, chunks: &[u64], enhanced| Piece {
+        back_ms: 0,
         gap_ms,
         chunks: chunks.to_vec(),
         layout: 0,
@@ -593,6 +600,7 @@ async fn compaction_regression_singles_off_whole_ms_into_short_packs() {
 #[tokio::test]
 async fn compaction_regression_singles_at_the_start_of_a_pack_left_alone() {
     let piece = |chunks: &[u64], layout, enhanced| Piece {
+        back_ms: 0,
         gap_ms: 0,
         chunks: chunks.to_vec(),
         layout,
@@ -610,6 +618,68 @@ async fn compaction_regression_singles_at_the_start_of_a_pack_left_alone() {
     .await;
 }
 
+/// A single in the hole between two stretches of a pack (a pack with chunks at 0 s and 8 s,
+/// a `.bin` at 5 s) is the only audio there: downloads used to place the whole pack first and
+/// trim the `.bin` away behind the pack's later chunk. Each stretch of a pack is now placed
+/// at its own start, by downloads and compaction alike.
+#[tokio::test]
+async fn a_single_in_a_hole_of_a_pack_is_served_and_survives_compaction() {
+    let store = Store::from_uri("memory://").unwrap();
+    let service = ChunkService::new(
+        store.clone(),
+        Some(rotation_keyring(&[1], 1)),
+        Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
+        ServiceConfig::default(),
+    )
+    .unwrap();
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let t0 = 1_786_961_845_000u64;
+    let second = |byte: u8| vec![byte; 32_000];
+    let chunks = vec![
+        Chunk::new(ts(t0), second(1)),
+        Chunk::new(ts(t0 + 8_000), second(2)),
+    ];
+    service
+        .upload_batch(&uid, &conv, chunks, None)
+        .await
+        .unwrap();
+    service
+        .upload_chunk(&uid, &conv, Chunk::new(ts(t0 + 5_000), second(3)), None)
+        .await
+        .unwrap();
+    let ranges = ranges(&service, &uid, &conv).await;
+    let before = snapshot_ranges(&service, &uid, &conv, &ranges).await;
+    let whole = DownloadRequest::Range {
+        from: ts(t0),
+        to: ts(t0 + 9_000),
+    };
+    let pcm = service
+        .download(&uid, &conv, &whole, DownloadOptions::default())
+        .await
+        .unwrap()
+        .collect_vec()
+        .await
+        .unwrap();
+    let mut expected = second(1);
+    expected.extend(vec![0; 4 * 32_000]);
+    expected.extend(second(3));
+    expected.extend(vec![0; 2 * 32_000]);
+    expected.extend(second(2));
+    assert_eq!(pcm, expected);
+    let options = CompactionOptions {
+        target_duration: std::time::Duration::from_secs(60),
+        ..CompactionOptions::default()
+    };
+    let plan = service
+        .plan_compaction(&uid, &conv, &options)
+        .await
+        .unwrap();
+    assert_eq!(plan.groups.len(), 1, "{plan:?}");
+    service.compact(&plan).await.unwrap();
+    let after = snapshot_ranges(&service, &uid, &conv, &ranges).await;
+    assert_same(&before, &after);
+}
+
 fn samples_piece() -> impl Strategy<Value = Piece> {
     (
         prop::sample::select(vec![0u64, 0, 5, 250, 3_000]),
@@ -621,6 +691,26 @@ fn samples_piece() -> impl Strategy<Value = Piece> {
         any::<bool>(),
     )
         .prop_map(|(gap_ms, chunks, layout, enhanced)| Piece {
+            back_ms: 0,
+            gap_ms,
+            chunks,
+            layout,
+            enhanced,
+        })
+}
+
+/// Pieces that may start inside audio already recorded: packs with gaps between their chunks
+/// and singles or batches falling into those gaps or across them.
+fn overlapping_piece() -> impl Strategy<Value = Piece> {
+    (
+        prop::sample::select(vec![0u64, 0, 3, 500, 2_000, 7_000]),
+        prop::sample::select(vec![0u64, 5, 1_000, 4_000]),
+        prop::collection::vec(prop::sample::select(vec![16u64, 80, 800, 1_000]), 1..5),
+        0u8..3,
+        any::<bool>(),
+    )
+        .prop_map(|(back_ms, gap_ms, chunks, layout, enhanced)| Piece {
+            back_ms,
             gap_ms,
             chunks,
             layout,
@@ -630,6 +720,17 @@ fn samples_piece() -> impl Strategy<Value = Piece> {
 
 proptest! {
     #![proptest_config(config())]
+
+    /// As `prop_compaction_keeps_every_range_download`, with recordings that overlap: each
+    /// piece may start before the audio so far ends, inside a pack or across its chunks.
+    #[test]
+    fn prop_compaction_keeps_downloads_of_overlapping_recordings(
+        pieces in prop::collection::vec(overlapping_piece(), 1..8),
+        target_s in prop::sample::select(vec![1u64, 10, 600]),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(compaction_case(pieces, target_s));
+    }
 
     /// As `prop_compaction_keeps_every_range_download`, with chunks of any number of samples,
     /// so boundaries fall off whole milliseconds and recordings overlap by fractions of one.

@@ -31,6 +31,7 @@ use crate::level::ProtectionLevel;
 use crate::list::ListEntry;
 use crate::pack::PackInput;
 use crate::policy::PackSealing;
+use crate::timeline::continues;
 use crate::{ChunkService, ServiceError};
 use chunk_format::omi_opus::OpusContainer;
 
@@ -316,8 +317,9 @@ impl ChunkService {
         // configured rate): the new pack is written in it, and a group that mixes formats is
         // refused before anything is written or deleted.
         let mut formats = FormatCheck::default();
-        // Runs of audio in placement order; and the sources consumed.
-        let mut runs: Vec<Run> = Vec::new();
+        // Placement units (an Omi object, a stretch of a pack) in source order; and the
+        // sources consumed.
+        let mut units: Vec<Vec<Run>> = Vec::new();
         let mut consumed: Vec<String> = Vec::new();
         let mut singles: BTreeMap<Timestamp, Vec<&ListEntry>> = BTreeMap::new();
         let mut ordered: Vec<Vec<&ListEntry>> = Vec::new();
@@ -361,7 +363,7 @@ impl ChunkService {
             if chosen.kind == ObjectKind::Pack && !was_sealed {
                 plaintext_pack.get_or_insert_with(|| chosen.path.clone());
             }
-            runs.extend(chunks);
+            units.extend(placement_units(chunks, format.rate));
             // Every candidate of a decodable group is replaced (downloads used only `chosen`),
             // except the undecodable ones, which stay where they are.
             for candidate in &candidates {
@@ -383,7 +385,9 @@ impl ChunkService {
             // Sealing it would turn audio anyone could have written into authenticated audio.
             return Err(ServiceError::Unsealed { path });
         }
-        let chunks = trim_overlaps(runs, format.rate);
+        // Placed as a download places them: units by start, ties in source order.
+        units.sort_by_key(|unit| unit.first().map_or(0, |run| run.start_ms));
+        let chunks = trim_overlaps(units.into_iter().flatten().collect(), format.rate);
         if chunks.is_empty() {
             return Ok(());
         }
@@ -563,6 +567,25 @@ fn trim_overlaps(runs: Vec<Run>, rate: u32) -> Vec<PackInput> {
     out.into_iter()
         .map(|(ts, run)| PackInput::decoded(ts, run.pcm, run.opus))
         .collect()
+}
+
+/// Splits one source's runs into the units a download places it as: stretches of runs that
+/// each follow the one before ([`continues`]).
+fn placement_units(runs: Vec<Run>, rate: u32) -> Vec<Vec<Run>> {
+    let mut units: Vec<Vec<Run>> = Vec::new();
+    for run in runs {
+        let follows = units
+            .last()
+            .and_then(|unit| unit.last())
+            .is_some_and(|prev| {
+                continues(prev.start_ms, prev.pcm.len() as u64 / 2, run.start_ms, rate)
+            });
+        match units.last_mut() {
+            Some(unit) if follows => unit.push(run),
+            _ => units.push(vec![run]),
+        }
+    }
+    units
 }
 
 /// The first instant at or after sample `position` (samples since the epoch at `rate`) that is

@@ -20,7 +20,7 @@ use crate::list::ListEntry;
 use crate::pack::LoadedPack;
 use crate::placement::{MergeReport, PlacedObject, SharedReport};
 use crate::policy::PackSealing;
-use crate::timeline::{Joining, Piece, SpanTimeline, Timeline};
+use crate::timeline::{Joining, Piece, SpanTimeline, Timeline, continues, stretches};
 use crate::{ChunkService, ServiceError};
 
 /// Which audio to download.
@@ -175,11 +175,30 @@ impl Stream for PcmStream {
 }
 
 /// One fetch: an Omi object (candidates in preference order, the first that decodes wins) or a
-/// run of adjacent chunks of a pack (one ranged read).
+/// run of adjacent chunks of a pack (one ranged read), each part of a placement [`Unit`].
 #[derive(Debug, Clone)]
 enum Job {
-    Omi { candidates: Vec<ListEntry> },
-    PackRun { pack: LoadedPack, run: Range<usize> },
+    Omi {
+        candidates: Vec<ListEntry>,
+        unit: Unit,
+    },
+    PackRun {
+        pack: LoadedPack,
+        run: Range<usize>,
+        unit: Unit,
+    },
+}
+
+/// What a job's audio is placed as: an Omi object, or one stretch of a pack's chunks that
+/// follow each other without a gap ([`crate::timeline::continues`]). Units are placed in
+/// order of their start, ties in plan order (multi-chunk objects first, then Omi's format
+/// preference); the jobs of one unit (a long stretch is several reads) stay together, so how
+/// the reads are cut never changes which audio wins an overlap. Compaction places by the same
+/// units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Unit {
+    start: Timestamp,
+    serial: usize,
 }
 
 impl Job {
@@ -187,7 +206,7 @@ impl Job {
     /// `omi_rate`).
     fn bounds_ms(&self, omi_rate: u32) -> (u64, u64) {
         match self {
-            Job::Omi { candidates } => {
+            Job::Omi { candidates, .. } => {
                 let start = candidates.first().map_or(0, |c| c.start.as_millis());
                 let longest = candidates
                     .iter()
@@ -210,7 +229,7 @@ impl Job {
                     None => (start, end),
                 }
             }
-            Job::PackRun { pack, run } => {
+            Job::PackRun { pack, run, .. } => {
                 let start = pack.chunk_span(run.start).map_or(0, |(s, _)| s);
                 let end = run
                     .end
@@ -226,7 +245,7 @@ impl Job {
     fn format(&self, omi_rate: u32) -> (&str, AudioFormat) {
         match self {
             // A span records the object's rate; other Omi objects carry none.
-            Job::Omi { candidates } => (
+            Job::Omi { candidates, .. } => (
                 candidates.first().map_or("", |c| c.path.as_str()),
                 AudioFormat::mono(
                     candidates
@@ -251,15 +270,22 @@ impl Job {
     /// The start of the job's span, when the job is one spanned Omi object.
     fn span_start(&self) -> Option<f64> {
         match self {
-            Job::Omi { candidates } => candidates.first().and_then(|c| c.span).map(|s| s.start),
+            Job::Omi { candidates, .. } => candidates.first().and_then(|c| c.span).map(|s| s.start),
             Job::PackRun { .. } => None,
+        }
+    }
+
+    /// The unit the job belongs to: the order jobs are placed in.
+    fn unit(&self) -> Unit {
+        match self {
+            Job::Omi { unit, .. } | Job::PackRun { unit, .. } => *unit,
         }
     }
 
     fn start(&self) -> Timestamp {
         match self {
-            Job::Omi { candidates } => candidates.first().map_or(Timestamp::ZERO, |c| c.start),
-            Job::PackRun { pack, run } => pack
+            Job::Omi { candidates, .. } => candidates.first().map_or(Timestamp::ZERO, |c| c.start),
+            Job::PackRun { pack, run, .. } => pack
                 .index
                 .entries()
                 .get(run.start)
@@ -270,7 +296,7 @@ impl Job {
     /// plaintext live together while a frame is opened; Opus decodes to ~15x its size).
     fn peak_bytes(&self) -> u64 {
         match self {
-            Job::Omi { candidates } => candidates
+            Job::Omi { candidates, .. } => candidates
                 .iter()
                 .map(|c| match c.kind {
                     ObjectKind::Bin | ObjectKind::BatchBin => c.size,
@@ -279,7 +305,7 @@ impl Job {
                 })
                 .max()
                 .unwrap_or(0),
-            Job::PackRun { pack, run } => {
+            Job::PackRun { pack, run, .. } => {
                 let plain: u64 = pack.index.entries()[run.clone()]
                     .iter()
                     .map(|e| u64::from(e.plain_len))
@@ -449,7 +475,7 @@ impl ChunkService {
         let place_by_span = matches!(request, DownloadRequest::Range { .. });
         let timeline = match request {
             DownloadRequest::Timestamps(_) if span_starts.is_some() => {
-                jobs.sort_by_key(Job::start);
+                jobs.sort_by_key(Job::unit);
                 Joiner::Span(
                     SpanTimeline::new(rate, options.fill_gaps),
                     jobs.iter().filter_map(Job::span_start).collect(),
@@ -457,7 +483,7 @@ impl ChunkService {
             }
             DownloadRequest::Timestamps(requested) => {
                 let joining = if options.fill_gaps {
-                    jobs.sort_by_key(Job::start);
+                    jobs.sort_by_key(Job::unit);
                     Joining::Timeline {
                         fill_gaps: true,
                         leading_silence: true,
@@ -474,7 +500,7 @@ impl ChunkService {
                 Joiner::Ms(Timeline::new(rate, joining, origin.as_millis()))
             }
             DownloadRequest::Range { from, to } => {
-                jobs.sort_by_key(Job::start);
+                jobs.sort_by_key(Job::unit);
                 let joining = Joining::Timeline {
                     fill_gaps: options.fill_gaps,
                     leading_silence: false,
@@ -636,12 +662,46 @@ impl ChunkService {
                                 .is_some_and(|(start, end)| selection.selects(start, end))
                         })
                         .collect();
-                    jobs.extend(pack.read_runs(&chunks).into_iter().map(|run| Job::PackRun {
-                        pack: pack.clone(),
-                        run,
-                    }));
+                    // Units are the pack's stretches, whatever the request selects of
+                    // them, so a range places a pack's audio as the whole pack does.
+                    let entries = pack.index.entries();
+                    let rate = pack.index.header().sample_rate();
+                    let mut selected = vec![false; entries.len()];
+                    for &i in &chunks {
+                        selected[i] = true;
+                    }
+                    let all: Vec<usize> = (0..entries.len()).collect();
+                    for stretch in stretches(&all, |a, b| {
+                        continues(
+                            entries[a].start.as_millis(),
+                            u64::from(entries[a].sample_count),
+                            entries[b].start.as_millis(),
+                            rate,
+                        )
+                    }) {
+                        let chosen: Vec<usize> =
+                            stretch.iter().copied().filter(|&i| selected[i]).collect();
+                        if chosen.is_empty() {
+                            continue;
+                        }
+                        let unit = Unit {
+                            start: entries[stretch[0]].start,
+                            serial: jobs.len(),
+                        };
+                        jobs.extend(pack.read_runs(&chosen).into_iter().map(|run| Job::PackRun {
+                            pack: pack.clone(),
+                            run,
+                            unit,
+                        }));
+                    }
                 }
-                (Planned::Omi(candidates), _) => jobs.push(Job::Omi { candidates }),
+                (Planned::Omi(candidates), _) => {
+                    let unit = Unit {
+                        start: candidates.first().map_or(Timestamp::ZERO, |c| c.start),
+                        serial: jobs.len(),
+                    };
+                    jobs.push(Job::Omi { candidates, unit });
+                }
                 (Planned::Pack(..), None) => {}
             }
         }
@@ -658,7 +718,7 @@ impl ChunkService {
         place_by_span: bool,
     ) -> Result<Decoded, Fetch> {
         let candidates = match job {
-            Job::PackRun { pack, run } => {
+            Job::PackRun { pack, run, .. } => {
                 let start = pack
                     .index
                     .entries()
@@ -675,7 +735,7 @@ impl ChunkService {
                     Err(error) => Err(bad_object(&pack.path, start, error)),
                 };
             }
-            Job::Omi { candidates } => candidates,
+            Job::Omi { candidates, .. } => candidates,
         };
         let mut first_bad: Option<Fetch> = None;
         let limit = self.inner.config.max_decoded_chunk as u64;

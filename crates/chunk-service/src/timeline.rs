@@ -11,6 +11,25 @@ use bytes::Bytes;
 
 use crate::placement::{PlacementLog, TimeSpan};
 
+/// Whether audio starting at `next_ms` follows audio that started at `prev_ms` and lasted
+/// `prev_samples` at `rate` without a gap of a sample or more (overlapping it is following it).
+/// The one rule that makes a pack's chunks one placement unit, a *stretch*, for downloads and
+/// compaction alike: a stretch is placed as a whole at its start, so an object starting in a
+/// hole between two stretches of a pack is placed in that hole, not trimmed away behind the
+/// pack's later audio.
+pub(crate) fn continues(prev_ms: u64, prev_samples: u64, next_ms: u64, rate: u32) -> bool {
+    let position = |ms: u64| u128::from(ms) * u128::from(rate) / 1000;
+    position(next_ms) <= position(prev_ms) + u128::from(prev_samples)
+}
+
+/// Splits `items` into maximal stretches in which each item `follows` the one before it.
+pub(crate) fn stretches<T: Copy>(
+    items: &[T],
+    follows: impl Fn(T, T) -> bool,
+) -> impl Iterator<Item = &[T]> {
+    items.chunk_by(move |a, b| follows(*a, *b))
+}
+
 /// How placed audio is joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Joining {
