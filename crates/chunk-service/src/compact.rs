@@ -12,7 +12,8 @@
 //! Timing: packs and single-chunk objects keep their exact starts; an Omi `.batch.bin` has no
 //! interior timing, so it becomes one chunk at its start; a `.batch.enc` becomes one chunk per
 //! frame when every frame boundary falls on a whole millisecond (else one chunk). Where objects
-//! overlap, the earlier one wins, exactly as downloads place them, so every range download is
+//! overlap, the earlier one wins, exactly as downloads place them (by the same placement
+//! units: an Omi object, or a stretch of a pack without a gap), so every range download is
 //! byte-identical before and after (for audio whose chunk boundaries fall on whole
 //! milliseconds, as 16 kHz chunks of whole milliseconds always do).
 

@@ -1,5 +1,7 @@
 //! chunkvault's storage behaviour over a store: Omi-compatible upload, batch upload, list,
-//! delete, download-and-merge, conversation delete and user purge — with Omi's bugs fixed.
+//! delete, download-and-merge, conversation delete and user purge — with Omi's bugs fixed —
+//! plus compaction, the recorder, and a timeline audit (`audit`: covered time, gaps, overlaps,
+//! duplicates, undecodable objects) built on the download's own placement.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
