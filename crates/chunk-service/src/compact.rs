@@ -25,15 +25,16 @@ use chunk_format::pack::{KeyScheme, PackConfig, PackTail, SealInfo};
 use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, UserId};
 
-use crate::decode::{decode_omi_object, omi_opus_container, trim_to_samples};
-use crate::download::preference;
-use crate::format::{AudioFormat, FormatCheck};
+use crate::error::ServiceError;
 use crate::level::ProtectionLevel;
-use crate::list::ListEntry;
-use crate::pack::PackInput;
-use crate::policy::PackSealing;
-use crate::timeline::continues;
-use crate::{ChunkService, ServiceError};
+use crate::read::decode::{decode_omi_object, omi_opus_container, trim_to_samples};
+use crate::read::download::preference;
+use crate::read::format::{AudioFormat, FormatCheck};
+use crate::read::list::ListEntry;
+use crate::read::policy::PackSealing;
+use crate::read::timeline::continues;
+use crate::service::ChunkService;
+use crate::write::pack::PackInput;
 use chunk_format::omi_opus::OpusContainer;
 
 /// Whether compaction also re-seals packs sealed under another key than the active one.

@@ -3,8 +3,9 @@
 use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, UserId, layout};
 
-use crate::pack::Rewrite;
-use crate::{ChunkService, ServiceError};
+use crate::error::ServiceError;
+use crate::service::ChunkService;
+use crate::write::pack::Rewrite;
 
 /// What a delete call removed.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]

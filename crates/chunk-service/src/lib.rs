@@ -30,35 +30,37 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Laid out along the data path (docs/ARCHITECTURE.md, "Service"). Where each operation lives:
+//!
+//! | operation | file |
+//! |---|---|
+//! | [`upload_chunk`](ChunkService::upload_chunk), [`upload_batch`](ChunkService::upload_batch), [`upload_spanned_batch`](ChunkService::upload_spanned_batch) | `write/upload.rs` (packs: `write/pack.rs`) |
+//! | [`list`](ChunkService::list), [`list_with_spans`](ChunkService::list_with_spans) | `read/list.rs` |
+//! | [`download`](ChunkService::download) ([`PcmStream`], [`MergeReport`]) | `read/download.rs`, placed by `read/timeline.rs` |
+//! | [`check_object`](ChunkService::check_object) | `read/check.rs` |
+//! | [`audit`](ChunkService::audit), [`audit_user`](ChunkService::audit_user) | `read/audit.rs` |
+//! | [`delete`](ChunkService::delete), [`delete_conversation`](ChunkService::delete_conversation), [`purge_user`](ChunkService::purge_user) | `delete.rs` |
+//! | [`plan_compaction`](ChunkService::plan_compaction), [`compact`](ChunkService::compact) | `compact.rs` |
+//! | [`Recorder`] (live streams, the durable [`spool`]) | `recorder.rs`, `spool.rs` |
+//!
 //! Where Omi's behaviour is wrong this crate is right on purpose (docs/COMPATIBILITY.md):
 //! batches are found by any timestamp in their range (not only their start), a timestamp listed
 //! twice is used once, timestamps match at millisecond precision, odd byte counts are trimmed
 //! per chunk, and `e2ee` payloads are reported as client-sealed rather than silently stored as
 //! if protected.
 
-mod audit;
-mod check;
 pub mod codec;
 mod compact;
 mod config;
-mod decode;
 mod delete;
-mod download;
 mod error;
-mod format;
 mod level;
-mod list;
-mod pack;
-mod placement;
-mod policy;
+mod read;
 mod recorder;
 mod service;
 pub mod spool;
-mod timeline;
-mod upload;
+mod write;
 
-pub use audit::{AuditOptions, ConversationAudit, Duplicate, NameMismatch};
-pub use check::ObjectCheck;
 pub use compact::{
     CompactionCost, CompactionGroup, CompactionOptions, CompactionPlan, CompactionReport,
     KeyRotation,
@@ -67,16 +69,18 @@ pub use config::{
     BatchLayout, DEFAULT_MAX_DECODED_CHUNK, EncryptionPolicy, ServiceConfig, SingleFormat,
 };
 pub use delete::DeleteReport;
-pub use download::{DownloadOptions, DownloadRequest, PcmStream, SkippedObject};
 pub use error::ServiceError;
 pub use level::{
     InMemoryLevels, LevelLookupError, ProtectionLevel, ProtectionLevels, UnknownLevel,
 };
-pub use list::{ConversationListing, ForeignEntry, ListEntry};
-pub use placement::{Gap, MergeReport, Overlap, TimeSpan};
+pub use read::audit::{AuditOptions, ConversationAudit, Duplicate, NameMismatch};
+pub use read::check::ObjectCheck;
+pub use read::download::{DownloadOptions, DownloadRequest, PcmStream, SkippedObject};
+pub use read::list::{ConversationListing, ForeignEntry, ListEntry};
+pub use read::placement::{Gap, MergeReport, Overlap, TimeSpan};
 pub use recorder::{
     Durability, FlushCounts, FlushError, FlushReason, Recorder, RecorderConfig, RecorderError,
     RecorderStats, RecoveredConversation, RecoveryReport, RetryPolicy, TEMP_SWEEP_AGE,
 };
 pub use service::ChunkService;
-pub use upload::{Chunk, Sealing, UploadReport};
+pub use write::upload::{Chunk, Sealing, UploadReport};

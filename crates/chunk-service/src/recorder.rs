@@ -54,10 +54,11 @@ use tokio::sync::{Mutex, Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::config::BatchLayout;
+use crate::error::ServiceError;
 use crate::level::ProtectionLevel;
+use crate::service::ChunkService;
 use crate::spool::{SegmentHeader, Spool, SpoolError};
-use crate::upload::{Chunk, UploadReport};
-use crate::{ChunkService, ServiceError};
+use crate::write::upload::{Chunk, UploadReport};
 
 /// Upload attempts a push makes to free budget before it fails with backpressure.
 const BUDGET_ROUNDS: usize = 8;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use chunk_crypto::{Keyring, UserKey};
 use chunk_store::{Store, UserId};
 
-use crate::ServiceError;
 use crate::config::{EncryptionPolicy, ServiceConfig};
+use crate::error::ServiceError;
 use crate::level::{ProtectionLevel, ProtectionLevels};
 
 /// chunkvault's storage behaviour over one store: upload (single and batch), list, delete,

@@ -14,14 +14,15 @@ use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ConversationId, StoreError, UserId};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 
-use crate::decode::decode_omi_object;
-use crate::format::{AudioFormat, FormatCheck};
-use crate::list::ListEntry;
-use crate::pack::LoadedPack;
-use crate::placement::{MergeReport, PlacedObject, SharedReport};
-use crate::policy::PackSealing;
-use crate::timeline::{Joining, Piece, SpanTimeline, Timeline, continues, stretches};
-use crate::{ChunkService, ServiceError};
+use crate::error::ServiceError;
+use crate::read::decode::decode_omi_object;
+use crate::read::format::{AudioFormat, FormatCheck};
+use crate::read::list::ListEntry;
+use crate::read::pack::LoadedPack;
+use crate::read::placement::{MergeReport, PlacedObject, SharedReport};
+use crate::read::policy::PackSealing;
+use crate::read::timeline::{Joining, Piece, SpanTimeline, Timeline, continues, stretches};
+use crate::service::ChunkService;
 
 /// Which audio to download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +191,7 @@ enum Job {
 }
 
 /// What a job's audio is placed as: an Omi object, or one stretch of a pack's chunks that
-/// follow each other without a gap ([`crate::timeline::continues`]). Units are placed in
+/// follow each other without a gap ([`crate::read::timeline::continues`]). Units are placed in
 /// order of their start, ties in plan order (multi-chunk objects first, then Omi's format
 /// preference); the jobs of one unit (a long stretch is several reads) stay together, so how
 /// the reads are cut never changes which audio wins an overlap. Compaction places by the same

@@ -1,7 +1,7 @@
 //! What placing a download's audio on its timeline found: the time the audio covers, the gaps
 //! between objects, and the overlaps trimmed, each in milliseconds and in exact samples.
 //!
-//! The timelines (`timeline.rs`) record into a [`PlacementLog`] as they place audio, so a
+//! The timelines (`read/timeline.rs`) record into a [`PlacementLog`] as they place audio, so a
 //! download's [`MergeReport`] (`PcmStream::report`) and the audit
 //! ([`ChunkService::audit`](crate::ChunkService::audit)) describe exactly what the download
 //! did, by the same code that did it.

@@ -16,10 +16,11 @@ use chunk_format::{ObjectKind, Timestamp};
 use chunk_store::{ChunkPath, ConversationId, UserId};
 use futures::StreamExt;
 
-use crate::download::{DownloadOptions, DownloadRequest, SkippedObject, preference};
-use crate::list::{ForeignEntry, ListEntry};
-use crate::placement::{Gap, MergeReport, Overlap, TimeSpan};
-use crate::{ChunkService, ServiceError};
+use crate::error::ServiceError;
+use crate::read::download::{DownloadOptions, DownloadRequest, SkippedObject, preference};
+use crate::read::list::{ForeignEntry, ListEntry};
+use crate::read::placement::{Gap, MergeReport, Overlap, TimeSpan};
+use crate::service::ChunkService;
 
 /// Options of [`ChunkService::audit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::placement::{PlacementLog, TimeSpan};
+use crate::read::placement::{PlacementLog, TimeSpan};
 
 /// Whether audio starting at `next_ms` follows audio that started at `prev_ms` and lasted
 /// `prev_samples` at `rate` without a gap of a sample or more (overlapping it is following it).
@@ -347,7 +347,7 @@ impl SpanTimeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::placement::MergeReport;
+    use crate::read::placement::MergeReport;
 
     fn run(timeline: &mut Timeline, objects: &[(u64, usize)]) -> Vec<Piece> {
         let mut out = Vec::new();

@@ -7,8 +7,9 @@ use chunk_format::{ObjectKind, ObjectName, Timestamp};
 use chunk_store::{ConversationId, PutMode, StoreError, UserId, UserMetadata, layout};
 
 use crate::config::{BatchLayout, SingleFormat};
+use crate::error::ServiceError;
 use crate::level::ProtectionLevel;
-use crate::{ChunkService, ServiceError};
+use crate::service::ChunkService;
 
 /// One chunk of audio to upload: its start and its PCM16LE mono bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,8 @@ use chunk_format::{ObjectKind, ObjectName, Timestamp};
 use chunk_store::{ConversationId, UserId};
 use futures::stream::{self, StreamExt};
 
-use crate::{ChunkService, ServiceError};
+use crate::error::ServiceError;
+use crate::service::ChunkService;
 
 /// One audio object of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -5,9 +5,10 @@
 use chunk_format::{ObjectKind, ObjectName};
 use chunk_store::{ConversationId, UserId};
 
-use crate::decode::{decode_omi_object, on_blocking};
-use crate::policy::OpenFor;
-use crate::{ChunkService, ServiceError};
+use crate::error::ServiceError;
+use crate::read::decode::{decode_omi_object, on_blocking};
+use crate::read::policy::OpenFor;
+use crate::service::ChunkService;
 
 /// What [`ChunkService::check_object`] found in a good object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

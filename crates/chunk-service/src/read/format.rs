@@ -2,7 +2,7 @@
 //! touches, read from the data (pack headers) or, for Omi objects, which carry none, from the
 //! rate the call or the configuration gives. The one rule that downloads and compaction share.
 
-use crate::ServiceError;
+use crate::error::ServiceError;
 
 /// Sample rate and interleaved channels of PCM16 audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

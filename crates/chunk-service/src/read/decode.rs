@@ -4,8 +4,8 @@ use bytes::Bytes;
 use chunk_crypto::UserKey;
 use chunk_format::ObjectKind;
 
-use crate::ServiceError;
-use crate::policy::claim_within;
+use crate::error::ServiceError;
+use crate::read::policy::claim_within;
 use chunk_format::omi_opus::OpusContainer;
 
 /// Runs `decode` (CPU-bound: decompressing, opening, Opus) on tokio's blocking pool, so a check

@@ -4,8 +4,9 @@
 use chunk_format::ObjectKind;
 use chunk_store::UserId;
 
+use crate::error::ServiceError;
 use crate::level::ProtectionLevel;
-use crate::{ChunkService, ServiceError};
+use crate::service::ChunkService;
 
 /// Whether the packs a read meets must be sealed.
 ///
