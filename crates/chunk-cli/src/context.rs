@@ -2,15 +2,12 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use chunk_crypto::keyring_file::parse_keyring;
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::pack::PackConfig;
-use chunk_service::{
-    BatchLayout, ChunkService, EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig,
-};
+use chunk_service::{BatchLayout, ChunkService, EncryptionPolicy, ProtectionLevel, ServiceConfig};
 use chunk_store::{ConversationId, Store, UserId};
 use zeroize::{Zeroize, Zeroizing};
 
@@ -128,13 +125,14 @@ impl Context {
             require_sealed: self.require_sealed,
             ..ServiceConfig::default()
         };
-        let levels = Arc::new(InMemoryLevels::new(level));
-        Ok(ChunkService::new(
-            self.store.clone(),
-            keyring,
-            levels,
-            config,
-        )?)
+        let builder = ChunkService::builder(self.store.clone())
+            .default_level(level)
+            .config(config);
+        let builder = match keyring {
+            Some(keyring) => builder.keyring(keyring),
+            None => builder,
+        };
+        Ok(builder.build()?)
     }
 
     /// A service for reading: every user at level standard (the command line has no user

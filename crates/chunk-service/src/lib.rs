@@ -3,21 +3,20 @@
 //! plus compaction, the recorder, and a timeline audit (`audit`: covered time, gaps, overlaps,
 //! duplicates, undecodable objects) built on the download's own placement.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use chunk_crypto::{KeyId, Keyring, MasterSecret};
 //! use chunk_format::Timestamp;
-//! use chunk_service::{
-//!     Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
-//!     ServiceConfig,
-//! };
+//! use chunk_service::{Chunk, ChunkService, DownloadOptions, DownloadRequest, ProtectionLevel};
 //! use chunk_store::{ConversationId, Store, UserId};
 //!
-//! let store = Store::from_uri("fs://./chunkvault-data")?;
+//! let store = Store::from_uri("memory://")?; // or fs:///var/lib/audio, s3://bucket, gcs://…
 //! let keyring = Keyring::single(KeyId::new(1), MasterSecret::new(b"omi_".repeat(16))?);
-//! let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Enhanced));
-//! let service = ChunkService::new(store, Some(keyring), levels, ServiceConfig::default())?;
+//! let service = ChunkService::builder(store)
+//!     .keyring(keyring)
+//!     .default_level(ProtectionLevel::Enhanced)
+//!     .build()?;
 //!
 //! let (uid, conv) = (UserId::new("user-1")?, ConversationId::new("conv-1")?);
 //! let t0 = Timestamp::from_f64(1786961845.727)?;
@@ -27,6 +26,10 @@
 //! let request = DownloadRequest::Timestamps(vec![t0]);
 //! let pcm = service.download(&uid, &conv, &request, DownloadOptions::default()).await?;
 //! assert_eq!(pcm.collect_vec().await?.len(), 160_000);
+//!
+//! // What the conversation holds: covered time, gaps, overlaps, duplicates, bad objects.
+//! let audit = service.audit(&uid, &conv, Default::default()).await?;
+//! assert!(audit.gaps.is_empty() && !audit.has_undecodable());
 //! # Ok(()) }
 //! ```
 //!
@@ -49,6 +52,7 @@
 //! per chunk, and `e2ee` payloads are reported as client-sealed rather than silently stored as
 //! if protected.
 
+mod builder;
 pub mod codec;
 mod compact;
 mod config;
@@ -61,6 +65,7 @@ mod service;
 pub mod spool;
 mod write;
 
+pub use builder::ChunkServiceBuilder;
 pub use compact::{
     CompactionCost, CompactionGroup, CompactionOptions, CompactionPlan, CompactionReport,
     KeyRotation,

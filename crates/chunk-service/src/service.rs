@@ -36,7 +36,13 @@ impl std::fmt::Debug for ChunkService {
 }
 
 impl ChunkService {
-    /// Builds a service. Fails closed: with [`EncryptionPolicy::Required`] (the default) a
+    /// A builder of a service over `store`: key material, the user database and the
+    /// configuration are set by name ([`ChunkServiceBuilder`](crate::ChunkServiceBuilder)).
+    pub fn builder(store: Store) -> crate::builder::ChunkServiceBuilder {
+        crate::builder::ChunkServiceBuilder::new(store)
+    }
+
+    /// Builds a service from all its parts at once (the builder's `build`). Fails closed: with [`EncryptionPolicy::Required`] (the default) a
     /// missing key ring is [`ServiceError::MissingKeyring`].
     pub fn new(
         store: Store,
