@@ -11,8 +11,8 @@ use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::pack::{Codec, PackConfig, PackEncoder, PackIndex};
 use chunk_format::{ObjectName, Timestamp};
 use chunk_service::{
-    Chunk, ChunkService, CompactionOptions, DownloadOptions, DownloadRequest, EncryptionPolicy,
-    InMemoryLevels, ProtectionLevel, ServiceConfig, ServiceError,
+    Chunk, ChunkService, CompactionOptions, DecodeError, DownloadOptions, DownloadRequest,
+    EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig, ServiceError,
 };
 use chunk_store::{ConversationId, PutMode, Store, UserId, layout};
 
@@ -431,7 +431,7 @@ async fn whole_pack_reads_check_the_name() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, ServiceError::Decode { path, reason } if path == &short && reason.contains("its name says")),
+        matches!(&error, ServiceError::Decode { path, source: DecodeError::NameMismatch { .. } } if path == &short),
         "{error}"
     );
 }

@@ -346,7 +346,7 @@ fn verify_reports_bad_objects_and_fails() {
     let out = sandbox.run(&["verify", "--uid", "u1"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     failure(out, "3 of 6 audio object(s) are bad");
-    assert!(stdout.contains("BAD  chunks/u1/sealed/1786961845.727-1786961850.727.batch.enc: encrypted object but the service has no key material"), "{stdout}");
+    assert!(stdout.contains("BAD  chunks/u1/sealed/1786961845.727-1786961850.727.batch.enc: sealed object but the service has no key material"), "{stdout}");
     assert!(
         stdout.contains("no secret was given (CHUNKVAULT_SECRET or --secret-file)"),
         "{stdout}"
@@ -700,7 +700,7 @@ fn sealed_packs_need_the_secret() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     failure(out, "3 of 3 audio object(s) are bad");
     assert!(
-        stdout.contains("sealed pack but the service has no key material"),
+        stdout.contains("sealed object but the service has no key material"),
         "{stdout}"
     );
     // Another secret fails to open them, and says so.

@@ -284,10 +284,8 @@ impl ChunkService {
             .store
             .read_range(&entry.path, entry.size - tail_len..entry.size)
             .await?;
-        let tail = PackTail::new(&tail, entry.size).map_err(|e| ServiceError::Decode {
-            path: entry.path.clone(),
-            reason: e.to_string(),
-        })?;
+        let tail =
+            PackTail::new(&tail, entry.size).map_err(|e| ServiceError::decode(&entry.path, e))?;
         Ok(tail.header().seal().copied())
     }
 

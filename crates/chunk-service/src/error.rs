@@ -1,6 +1,11 @@
 //! The service's error type: what went wrong, and with which object or user.
 
+use chunk_format::Timestamp;
+use chunk_format::omi_opus::OpusContainerError;
+use chunk_format::pack::PackError;
 use chunk_store::StoreError;
+
+use crate::codec::opus::OpusError;
 
 /// Everything a service call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -116,19 +121,80 @@ pub enum ServiceError {
         source: chunk_crypto::CryptoError,
     },
     /// An object's bytes could not be decoded as its name says.
-    #[error("{path}: {reason}")]
+    #[error("{path}: {source}")]
     Decode {
         /// The object path.
         path: String,
         /// What was wrong.
-        reason: String,
+        #[source]
+        source: DecodeError,
     },
     /// The call's arguments were rejected.
     #[error("invalid request: {0}")]
     InvalidInput(String),
 }
 
+/// Why an object's bytes do not decode as its name says ([`ServiceError::Decode`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The pack container is malformed, fails a check (CRC, authentication, claims), or
+    /// cannot be opened.
+    #[error(transparent)]
+    Pack(#[from] PackError),
+    /// The Omi Opus container is malformed.
+    #[error(transparent)]
+    OpusContainer(#[from] OpusContainerError),
+    /// Opus decoding (or, to compare a retry, encoding) failed.
+    #[error(transparent)]
+    Opus(#[from] OpusError),
+    /// The object is sealed but the service has no key material.
+    #[error("sealed object but the service has no key material")]
+    NoKeyMaterial,
+    /// The object holds nothing (a sealed object truncated to nothing, say).
+    #[error("empty object: holds no audio")]
+    Empty,
+    /// A pack's index disagrees with its name.
+    #[error("the pack's index covers {start}..{end} but its name says {name}")]
+    NameMismatch {
+        /// The index's first chunk start.
+        start: Timestamp,
+        /// The index's end.
+        end: Timestamp,
+        /// The object's name.
+        name: String,
+    },
+    /// A ranged read returned fewer bytes than the pack's index says chunk `chunk` takes.
+    #[error("short ranged read for chunk {chunk}")]
+    ShortRead {
+        /// The chunk's position in the pack.
+        chunk: usize,
+    },
+    /// A pack written and read back differs from what was written.
+    #[error("the pack read back differs from what was written")]
+    ReadBackDiffers,
+    /// The object is not of a kind this decoder reads (its name says `kind`).
+    #[error("a {kind} object holds no {wanted}")]
+    WrongKind {
+        /// What the name says.
+        kind: String,
+        /// What the decoder reads.
+        wanted: &'static str,
+    },
+    /// The decoding task panicked or was cancelled.
+    #[error("the decoding task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 impl ServiceError {
+    /// A [`ServiceError::Decode`] of the object at `path`.
+    pub(crate) fn decode(path: &str, source: impl Into<DecodeError>) -> ServiceError {
+        ServiceError::Decode {
+            path: path.to_owned(),
+            source: source.into(),
+        }
+    }
+
     /// Whether retrying the same call may succeed (temporary backend errors only).
     pub fn is_temporary(&self) -> bool {
         matches!(self, ServiceError::Store(e) if e.is_temporary())

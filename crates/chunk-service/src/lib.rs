@@ -74,7 +74,7 @@ pub use config::{
     BatchLayout, DEFAULT_MAX_DECODED_CHUNK, EncryptionPolicy, ServiceConfig, SingleFormat,
 };
 pub use delete::DeleteReport;
-pub use error::ServiceError;
+pub use error::{DecodeError, ServiceError};
 pub use level::{
     InMemoryLevels, LevelLookupError, ProtectionLevel, ProtectionLevels, UnknownLevel,
 };

@@ -5,7 +5,7 @@
 use chunk_format::{ObjectKind, ObjectName};
 use chunk_store::{ConversationId, UserId};
 
-use crate::error::ServiceError;
+use crate::error::{DecodeError, ServiceError};
 use crate::read::decode::{decode_omi_object, on_blocking};
 use crate::read::policy::OpenFor;
 use crate::service::ChunkService;
@@ -59,10 +59,7 @@ impl ChunkService {
         self.check_omi_size(path, name.kind(), size)?;
         let bytes = self.inner.store.read(path).await?;
         if bytes.is_empty() {
-            return Err(ServiceError::Decode {
-                path: path.to_owned(),
-                reason: "empty object: holds no audio".to_owned(),
-            });
+            return Err(ServiceError::decode(path, DecodeError::Empty));
         }
         let key = self.omi_key(uid)?;
         let limit = self.inner.config.max_decoded_chunk as u64;

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use chunk_crypto::UserKey;
 use chunk_format::ObjectKind;
 
-use crate::error::ServiceError;
+use crate::error::{DecodeError, ServiceError};
 use crate::read::policy::claim_within;
 use chunk_format::omi_opus::OpusContainer;
 
@@ -18,10 +18,7 @@ pub(crate) async fn on_blocking<T: Send + 'static>(
 ) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(decode)
         .await
-        .map_err(|error| ServiceError::Decode {
-            path: path.to_owned(),
-            reason: format!("the decoding task failed: {error}"),
-        })?
+        .map_err(|error| ServiceError::decode(path, error))?
 }
 
 /// Drops a trailing odd byte so the piece holds whole PCM16 samples.
@@ -39,10 +36,8 @@ pub(crate) fn trim_to_samples(mut pcm: Bytes) -> Bytes {
 /// declared PCM length) against `limit`, so a container of millions of empty packets is
 /// refused before any is decoded.
 fn decode_opus(path: &str, container: &[u8], limit: u64) -> Result<Bytes, ServiceError> {
-    let parsed = OpusContainer::parse(container).map_err(|error| ServiceError::Decode {
-        path: path.to_owned(),
-        reason: error.to_string(),
-    })?;
+    let parsed =
+        OpusContainer::parse(container).map_err(|error| ServiceError::decode(path, error))?;
     claim_within(
         path,
         || format!("the Opus container ({} packets)", parsed.packet_count()),
@@ -51,10 +46,7 @@ fn decode_opus(path: &str, container: &[u8], limit: u64) -> Result<Bytes, Servic
     )?;
     crate::codec::opus::decode_omi_opus(container)
         .map(|pcm| trim_to_samples(Bytes::from(pcm)))
-        .map_err(|error| ServiceError::Decode {
-            path: path.to_owned(),
-            reason: error.to_string(),
-        })
+        .map_err(|error| ServiceError::decode(path, error))
 }
 
 /// Decodes an Omi object into contiguous PCM pieces (one per chunk where the object records
@@ -71,10 +63,7 @@ pub(crate) fn decode_omi_object(
     match kind {
         ObjectKind::Bin | ObjectKind::BatchBin => Ok(vec![trim_to_samples(bytes)]),
         ObjectKind::Enc | ObjectKind::BatchEnc => {
-            let key = key.ok_or_else(|| ServiceError::Decode {
-                path: path.to_owned(),
-                reason: "encrypted object but the service has no key material".to_owned(),
-            })?;
+            let key = key.ok_or_else(|| ServiceError::decode(path, DecodeError::NoKeyMaterial))?;
             chunk_crypto::omi::open_object(key, &bytes)
                 .map(|plain| {
                     plain
@@ -90,10 +79,13 @@ pub(crate) fn decode_omi_object(
             let container = omi_opus_container(path, kind, bytes, key)?;
             decode_opus(path, &container, limit).map(|pcm| vec![pcm])
         }
-        ObjectKind::Pack => Err(ServiceError::Decode {
-            path: path.to_owned(),
-            reason: "pack objects are decoded by the pack reader".to_owned(),
-        }),
+        ObjectKind::Pack => Err(ServiceError::decode(
+            path,
+            DecodeError::WrongKind {
+                kind: kind.to_string(),
+                wanted: "Omi audio (packs are read by the pack reader)",
+            },
+        )),
     }
 }
 
@@ -108,10 +100,7 @@ pub(crate) fn omi_opus_container(
     match kind {
         ObjectKind::Opus => Ok(bytes),
         ObjectKind::OpusEnc => {
-            let key = key.ok_or_else(|| ServiceError::Decode {
-                path: path.to_owned(),
-                reason: "encrypted object but the service has no key material".to_owned(),
-            })?;
+            let key = key.ok_or_else(|| ServiceError::decode(path, DecodeError::NoKeyMaterial))?;
             // Omi seals the whole container as one frame; accept N frames like every `.enc`.
             let mut container = Vec::new();
             for plain in chunk_crypto::omi::open_object(key, &bytes) {
@@ -122,9 +111,12 @@ pub(crate) fn omi_opus_container(
             }
             Ok(Bytes::from(container))
         }
-        other => Err(ServiceError::Decode {
-            path: path.to_owned(),
-            reason: format!("a {other} object holds no Opus container"),
-        }),
+        other => Err(ServiceError::decode(
+            path,
+            DecodeError::WrongKind {
+                kind: other.to_string(),
+                wanted: "Opus container",
+            },
+        )),
     }
 }

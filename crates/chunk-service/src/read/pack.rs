@@ -15,7 +15,7 @@ use chunk_format::{ObjectKind, ObjectName, Timestamp};
 use chunk_store::{ConversationId, UserId};
 
 use crate::codec::opus::OmiOpusCodec;
-use crate::error::ServiceError;
+use crate::error::{DecodeError, ServiceError};
 use crate::read::policy::{OpenFor, PackSealing};
 use crate::service::ChunkService;
 
@@ -189,10 +189,7 @@ pub(crate) fn frame_codec(codec: Codec) -> Option<&'static dyn FrameCodec> {
 }
 
 pub(crate) fn pack_error(path: &str, error: PackError) -> ServiceError {
-    ServiceError::Decode {
-        path: path.to_owned(),
-        reason: error.to_string(),
-    }
+    ServiceError::decode(path, error)
 }
 impl ChunkService {
     /// Reads a whole pack without decoding it: index (authenticated when sealed, refused
@@ -211,9 +208,14 @@ impl ChunkService {
             .next()
             .and_then(|name| name.parse::<ObjectName>().ok())
             .filter(|name| name.kind() == ObjectKind::Pack)
-            .ok_or_else(|| ServiceError::Decode {
-                path: path.to_owned(),
-                reason: "not a pack name".to_owned(),
+            .ok_or_else(|| {
+                ServiceError::decode(
+                    path,
+                    DecodeError::WrongKind {
+                        kind: path.rsplit('/').next().unwrap_or(path).to_owned(),
+                        wanted: "pack",
+                    },
+                )
             })?;
         let object = self.inner.store.read(path).await?;
         let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
@@ -295,10 +297,7 @@ impl ChunkService {
             .inner
             .keyring
             .as_ref()
-            .ok_or_else(|| ServiceError::Decode {
-                path: path.to_owned(),
-                reason: "sealed pack but the service has no key material".to_owned(),
-            })?;
+            .ok_or_else(|| ServiceError::decode(path, DecodeError::NoKeyMaterial))?;
         match purpose {
             OpenFor::Reading => keyring.pack_opener(place, seal),
             OpenFor::Resealing => keyring.pack_opener_to_reseal(place, seal),
@@ -371,10 +370,7 @@ impl ChunkService {
             let from = (entry.offset - span.start) as usize;
             let frame = bytes
                 .get(from..from + entry.stored_len as usize)
-                .ok_or_else(|| ServiceError::Decode {
-                    path: path.clone(),
-                    reason: format!("short ranged read for chunk {i}"),
-                })?;
+                .ok_or_else(|| ServiceError::decode(path, DecodeError::ShortRead { chunk: i }))?;
             let pcm = pack
                 .index
                 .decode_frame_with(
@@ -396,14 +392,14 @@ fn check_name(path: &str, name: &ObjectName, index: &PackIndex) -> Result<(), Se
     if index.object_name().ok().as_ref() == Some(name) || name_bounds(name, index) {
         return Ok(());
     }
-    Err(ServiceError::Decode {
-        path: path.to_owned(),
-        reason: format!(
-            "the pack's index covers {}..{} but its name says {name}",
-            index.start(),
-            index.end()
-        ),
-    })
+    Err(ServiceError::decode(
+        path,
+        DecodeError::NameMismatch {
+            start: index.start(),
+            end: index.end(),
+            name: name.to_string(),
+        },
+    ))
 }
 
 /// Whether a name is a valid upper bound for an index (a rewritten pack may have a bumped END).

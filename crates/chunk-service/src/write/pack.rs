@@ -11,7 +11,7 @@ use chunk_store::{ConversationId, PutMode, StoreError, UserId, layout};
 use crate::codec::opus::{
     OmiOpusCodec, OpusBackend, OpusError, OpusOperation, decode_omi_opus, encode_omi_opus,
 };
-use crate::error::ServiceError;
+use crate::error::{DecodeError, ServiceError};
 use crate::level::ProtectionLevel;
 use crate::read::decode::trim_to_samples;
 use crate::read::pack::{StoredPack, pack_error};
@@ -300,10 +300,7 @@ impl ChunkService {
             let same = if lossy {
                 let made = encode_omi_opus(&chunk.pcm)
                     .and_then(|container| decode_omi_opus(&container))
-                    .map_err(|error| ServiceError::Decode {
-                        path: path.to_owned(),
-                        reason: format!("cannot compare with the stored Opus pack: {error}"),
-                    })?;
+                    .map_err(|error| ServiceError::decode(path, error))?;
                 pcm[..] == made[..]
             } else {
                 pcm[..] == chunk.pcm[..]
@@ -415,10 +412,7 @@ impl ChunkService {
             };
         }
         if !same {
-            return Err(ServiceError::Decode {
-                path,
-                reason: "the pack read back differs from what was written".to_owned(),
-            });
+            return Err(ServiceError::decode(&path, DecodeError::ReadBackDiffers));
         }
         Ok(path)
     }
