@@ -680,6 +680,63 @@ async fn a_single_in_a_hole_of_a_pack_is_served_and_survives_compaction() {
     assert_same(&before, &after);
 }
 
+/// Two recordings of one conversation overlapping by 10 s: the plan names the 10 s of the
+/// second that no download serves (and the merge discards) before anything is discarded,
+/// and the merge changes no download.
+#[tokio::test]
+async fn the_plan_lists_the_shadowed_audio_it_discards() {
+    let store = Store::from_uri("memory://").unwrap();
+    let service = ChunkService::new(
+        store.clone(),
+        Some(rotation_keyring(&[1], 1)),
+        Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
+        ServiceConfig::default(),
+    )
+    .unwrap();
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let t0 = 1_786_961_845_000u64;
+    let recording = |from_s: u64, byte: u8| -> Vec<Chunk> {
+        (0..4)
+            .map(|i| Chunk::new(ts(t0 + (from_s + 5 * i) * 1000), vec![byte; 160_000]))
+            .collect()
+    };
+    service
+        .upload_batch(&uid, &conv, recording(0, 1), None)
+        .await
+        .unwrap();
+    service
+        .upload_batch(&uid, &conv, recording(10, 2), None)
+        .await
+        .unwrap();
+    let ranges = ranges(&service, &uid, &conv).await;
+    let before = snapshot_ranges(&service, &uid, &conv, &ranges).await;
+    let plan = service
+        .plan_compaction(&uid, &conv, &CompactionOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(plan.groups.len(), 1, "{plan:?}");
+    assert_eq!(plan.shadowed_samples(), 10 * 16_000);
+    assert_eq!(plan.shadowed_ms, 10_000);
+    let overlap = &plan.shadowed[0];
+    assert_eq!(overlap.span.start_ms, t0 + 10_000);
+    assert!(overlap.kept.contains(&ts(t0).to_string()), "{overlap:?}");
+    assert!(
+        overlap.trimmed.contains(&ts(t0 + 10_000).to_string()),
+        "{overlap:?}"
+    );
+    service.compact(&plan).await.unwrap();
+    assert_same(
+        &before,
+        &snapshot_ranges(&service, &uid, &conv, &ranges).await,
+    );
+    // Nothing left to merge: nothing shadowed to list (no audit is run).
+    let again = service
+        .plan_compaction(&uid, &conv, &CompactionOptions::default())
+        .await
+        .unwrap();
+    assert!(again.groups.is_empty() && again.shadowed.is_empty());
+}
+
 fn samples_piece() -> impl Strategy<Value = Piece> {
     (
         prop::sample::select(vec![0u64, 0, 5, 250, 3_000]),

@@ -27,10 +27,12 @@ use chunk_store::{ConversationId, UserId};
 
 use crate::error::ServiceError;
 use crate::level::ProtectionLevel;
+use crate::read::audit::AuditOptions;
 use crate::read::decode::{decode_omi_object, omi_opus_container, trim_to_samples};
 use crate::read::download::preference;
 use crate::read::format::{AudioFormat, FormatCheck};
 use crate::read::list::ListEntry;
+use crate::read::placement::Overlap;
 use crate::read::policy::PackSealing;
 use crate::read::timeline::continues;
 use crate::service::ChunkService;
@@ -106,8 +108,21 @@ pub struct CompactionPlan {
     pub conversation: ConversationId,
     /// The packs to write, in time order.
     pub groups: Vec<CompactionGroup>,
+    /// Audio that no download serves (trimmed behind earlier audio of the same group, as the
+    /// conversation's audit finds it) and that the new packs therefore will not hold: listed
+    /// here, with where and how long, before anything is discarded.
+    pub shadowed: Vec<Overlap>,
+    /// How long the shadowed audio is, in ms (rounded down).
+    pub shadowed_ms: u64,
     /// What executing it costs.
     pub cost: CompactionCost,
+}
+
+impl CompactionPlan {
+    /// Samples of audio the plan discards as shadowed.
+    pub fn shadowed_samples(&self) -> u64 {
+        self.shadowed.iter().map(|o| o.span.samples).sum()
+    }
 }
 
 pub(crate) fn as_str<S: serde::Serializer, T: std::fmt::Display>(
@@ -139,7 +154,9 @@ impl ChunkService {
     /// left alone unless the object is a pack to re-seal. Omi batches carrying a v2 span are
     /// left alone too (read with one stat each where the store keeps metadata): Omi and
     /// chunkvault place them by the span's float start, which a pack's millisecond chunk
-    /// times cannot hold. Makes no change.
+    /// times cannot hold. When there is something to merge, the conversation is audited
+    /// ([`ChunkService::audit`]: every object read and decoded once) to list the shadowed audio
+    /// the merge discards ([`CompactionPlan::shadowed`]). Makes no change.
     pub async fn plan_compaction(
         &self,
         uid: &UserId,
@@ -268,12 +285,52 @@ impl ChunkService {
         }
         cost.objects_before = objects_before;
         cost.objects_after = objects_before - removed + planned.len() as u64;
+        let (shadowed, shadowed_ms) = if planned.is_empty() {
+            (Vec::new(), 0)
+        } else {
+            self.shadowed_by_groups(uid, conversation, &planned, omi_rate)
+                .await?
+        };
         Ok(CompactionPlan {
             uid: uid.clone(),
             conversation: conversation.clone(),
             groups: planned,
+            shadowed,
+            shadowed_ms,
             cost,
         })
+    }
+
+    /// The audit's overlaps whose two objects go into the same new pack (audio that the merge
+    /// trims and no download serves), and their length in ms.
+    async fn shadowed_by_groups(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        groups: &[CompactionGroup],
+        omi_rate: u32,
+    ) -> Result<(Vec<Overlap>, u64), ServiceError> {
+        let group_of: std::collections::HashMap<&str, usize> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| g.sources.iter().map(move |s| (s.path.as_str(), i)))
+            .collect();
+        let options = AuditOptions {
+            sample_rate: omi_rate,
+        };
+        let audit = self.audit(uid, conversation, options).await?;
+        let rate = u64::from(audit.sample_rate.unwrap_or(omi_rate).max(1));
+        let shadowed: Vec<Overlap> = audit
+            .overlaps
+            .into_iter()
+            .filter(|o| {
+                group_of
+                    .get(o.trimmed.as_str())
+                    .is_some_and(|g| group_of.get(o.kept.as_str()) == Some(g))
+            })
+            .collect();
+        let samples: u64 = shadowed.iter().map(|o| o.span.samples).sum();
+        Ok((shadowed, samples * 1000 / rate))
     }
 
     /// What the pack's header records about its seal (`None`: plaintext), from one tail read.

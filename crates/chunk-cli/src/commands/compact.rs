@@ -91,6 +91,23 @@ fn print_plan(plan: &CompactionPlan) -> Result<()> {
             outln!("    {}", source.path)?;
         }
     }
+    if !plan.shadowed.is_empty() {
+        outln!(
+            "  discards {}.{:03} s of shadowed audio (held twice; downloads serve the earlier copy):",
+            plan.shadowed_ms / 1000,
+            plan.shadowed_ms % 1000
+        )?;
+        for overlap in &plan.shadowed {
+            outln!(
+                "    {} samples at {}.{:03} of {} (under {})",
+                overlap.span.samples,
+                overlap.span.start_ms / 1000,
+                overlap.span.start_ms % 1000,
+                output::escaped(&overlap.trimmed),
+                output::escaped(&overlap.kept)
+            )?;
+        }
+    }
     let cost = &plan.cost;
     outln!(
         "cost: {} read(s) ({}), {} write(s), {} stat(s), {} delete(s)",
