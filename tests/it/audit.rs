@@ -12,7 +12,7 @@ use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::Timestamp;
 use chunk_service::{
     AuditOptions, Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels,
-    ProtectionLevel, ServiceConfig, TimeSpan,
+    ProtectionLevel, ServiceConfig, TimeSpan, UploadOptions,
 };
 use chunk_store::{ConversationId, PutMode, Store, UserId};
 use futures::StreamExt;
@@ -69,7 +69,12 @@ async fn conversation() -> (ChunkService, UserId, ConversationId) {
     };
     // [0, 1 s): the same second as `.enc` (sealed by the service) and as `.bin`.
     service
-        .upload_chunk(&uid, &conv, Chunk::new(ts(T0), pcm(3, SECOND)), None)
+        .upload_chunk(
+            &uid,
+            &conv,
+            Chunk::new(ts(T0), pcm(3, SECOND)),
+            UploadOptions::default(),
+        )
         .await
         .unwrap();
     put(format!("{}.bin", ts(T0)), pcm(3, SECOND)).await;
@@ -79,7 +84,7 @@ async fn conversation() -> (ChunkService, UserId, ConversationId) {
         Chunk::new(ts(T0 + 3_000), pcm(7, SECOND)),
     ];
     service
-        .upload_batch(&uid, &conv, chunks, None)
+        .upload_batch(&uid, &conv, chunks, UploadOptions::default())
         .await
         .unwrap();
     put(format!("{}.bin", ts(T0 + 2_500)), pcm(9, SECOND)).await;
@@ -335,7 +340,10 @@ async fn store_objects(
                     intervals.push((at * 16, samples));
                     at += samples.div_ceil(16);
                 }
-                let Ok(report) = service.upload_batch(&uid, &conv, chunks, None).await else {
+                let Ok(report) = service
+                    .upload_batch(&uid, &conv, chunks, UploadOptions::default())
+                    .await
+                else {
                     continue;
                 };
                 let path = report.paths[0].clone();

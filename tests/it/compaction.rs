@@ -11,7 +11,7 @@ use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::{ObjectKind, Timestamp};
 use chunk_service::{
     BatchLayout, Chunk, ChunkService, CompactionOptions, DownloadOptions, DownloadRequest,
-    InMemoryLevels, KeyRotation, ProtectionLevel, ServiceConfig, ServiceError,
+    InMemoryLevels, KeyRotation, ProtectionLevel, ServiceConfig, ServiceError, UploadOptions,
 };
 use chunk_store::{ConversationId, Store, UserId};
 use chunkvault_tests::omi::{SCENARIOS, Scenario};
@@ -198,7 +198,7 @@ async fn key_rotation_reseals_packs_under_the_active_key() {
         .collect();
     let old = service_with(rotation_keyring(&[1], 1));
     for batch in chunks.chunks(12) {
-        old.upload_batch(&uid, &conv, batch.to_vec(), None)
+        old.upload_batch(&uid, &conv, batch.to_vec(), UploadOptions::default())
             .await
             .unwrap();
     }
@@ -268,7 +268,7 @@ async fn a_retired_key_opens_packs_only_to_reseal_them() {
     let mut paths = Vec::new();
     for batch in chunks.chunks(12) {
         paths.extend(
-            old.upload_batch(&uid, &conv, batch.to_vec(), None)
+            old.upload_batch(&uid, &conv, batch.to_vec(), UploadOptions::default())
                 .await
                 .unwrap()
                 .paths,
@@ -351,7 +351,9 @@ async fn a_compaction_killed_before_its_deletes_is_finished_by_the_next() {
         .map(|i| Chunk::new(ts(2_200_000 + i * 5_000), vec![(i % 251) as u8; 160_000]))
         .collect();
     let old = service_with(rotation_keyring(&[1], 1), None);
-    old.upload_batch(&uid, &conv, chunks, None).await.unwrap();
+    old.upload_batch(&uid, &conv, chunks, UploadOptions::default())
+        .await
+        .unwrap();
     let ranges = ranges(&old, &uid, &conv).await;
     let before = snapshot_ranges(&old, &uid, &conv, &ranges).await;
 
@@ -493,14 +495,20 @@ async fn compaction_case_in(pieces: Vec<Piece>, target_s: u64, unit: Unit) {
         match piece.layout {
             0 => {
                 for chunk in chunks {
-                    let _ = omi.upload_chunk(&uid, &conv, chunk, Some(level)).await;
+                    let _ = omi
+                        .upload_chunk(&uid, &conv, chunk, UploadOptions::at_level(level))
+                        .await;
                 }
             }
             1 => {
-                let _ = omi.upload_batch(&uid, &conv, chunks, Some(level)).await;
+                let _ = omi
+                    .upload_batch(&uid, &conv, chunks, UploadOptions::at_level(level))
+                    .await;
             }
             _ => {
-                let _ = packs.upload_batch(&uid, &conv, chunks, Some(level)).await;
+                let _ = packs
+                    .upload_batch(&uid, &conv, chunks, UploadOptions::at_level(level))
+                    .await;
             }
         }
     }
@@ -640,11 +648,16 @@ async fn a_single_in_a_hole_of_a_pack_is_served_and_survives_compaction() {
         Chunk::new(ts(t0 + 8_000), second(2)),
     ];
     service
-        .upload_batch(&uid, &conv, chunks, None)
+        .upload_batch(&uid, &conv, chunks, UploadOptions::default())
         .await
         .unwrap();
     service
-        .upload_chunk(&uid, &conv, Chunk::new(ts(t0 + 5_000), second(3)), None)
+        .upload_chunk(
+            &uid,
+            &conv,
+            Chunk::new(ts(t0 + 5_000), second(3)),
+            UploadOptions::default(),
+        )
         .await
         .unwrap();
     let ranges = ranges(&service, &uid, &conv).await;
@@ -701,11 +714,11 @@ async fn the_plan_lists_the_shadowed_audio_it_discards() {
             .collect()
     };
     service
-        .upload_batch(&uid, &conv, recording(0, 1), None)
+        .upload_batch(&uid, &conv, recording(0, 1), UploadOptions::default())
         .await
         .unwrap();
     service
-        .upload_batch(&uid, &conv, recording(10, 2), None)
+        .upload_batch(&uid, &conv, recording(10, 2), UploadOptions::default())
         .await
         .unwrap();
     let ranges = ranges(&service, &uid, &conv).await;

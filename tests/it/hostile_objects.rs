@@ -12,7 +12,7 @@ use chunk_format::pack::{Codec, PackConfig, PackEncoder, PackIndex};
 use chunk_format::{ObjectName, Timestamp};
 use chunk_service::{
     Chunk, ChunkService, CompactionOptions, DecodeError, DownloadOptions, DownloadRequest,
-    EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig, ServiceError,
+    EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig, ServiceError, UploadOptions,
 };
 use chunk_store::{ConversationId, PutMode, Store, UserId, layout};
 
@@ -242,7 +242,7 @@ async fn an_oversized_omi_object_is_refused_unread() {
             &fx.uid,
             &fx.conv,
             vec![Chunk::new(ts(T0 + 100_000), vec![0u8; 2 * MIB])],
-            None,
+            UploadOptions::default(),
         )
         .await
         .unwrap_err();
@@ -324,7 +324,7 @@ async fn a_keyless_plaintext_pack_is_refused_for_an_enhanced_user() {
     // The upload this pack pretends to be: the retry finds it and refuses it.
     let upload = vec![Chunk::new(ts(T0), chunks[0].1.clone())];
     let error = service
-        .upload_batch(&fx.uid, &fx.conv, upload, None)
+        .upload_batch(&fx.uid, &fx.conv, upload, UploadOptions::default())
         .await
         .unwrap_err();
     assert!(is_unsealed(&error, &forged), "{error}");
@@ -334,7 +334,7 @@ async fn a_keyless_plaintext_pack_is_refused_for_an_enhanced_user() {
             &fx.uid,
             &fx.conv,
             vec![Chunk::new(ts(T0 + 5_000), speech(160_000, 2))],
-            None,
+            UploadOptions::default(),
         )
         .await
         .unwrap();
@@ -374,7 +374,7 @@ async fn compaction_never_seals_a_plaintext_pack() {
                 &fx.uid,
                 &fx.conv,
                 vec![Chunk::new(ts(T0 + i * 5_000), speech(160_000, i as u32))],
-                None,
+                UploadOptions::default(),
             )
             .await
             .unwrap();
@@ -457,7 +457,7 @@ async fn a_sealed_pack_copied_to_another_conversation_does_not_open() {
             &fx.uid,
             &fx.conv,
             vec![Chunk::new(ts(T0), pcm.clone())],
-            None,
+            UploadOptions::default(),
         )
         .await
         .unwrap();

@@ -24,7 +24,7 @@ use chunk_format::Timestamp;
 use chunk_format::span::OmiSpan;
 use chunk_service::{
     BatchLayout, Chunk, ChunkService, CompactionOptions, DownloadOptions, DownloadRequest,
-    EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig, ServiceError,
+    EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig, ServiceError, UploadOptions,
 };
 use chunk_store::{ConversationId, PutMode, Store, StoreError, UserId, UserMetadata};
 use chunkvault_tests::{backends, fixtures_dir, sha256_hex};
@@ -304,7 +304,7 @@ async fn spanned_uploads_write_omis_keys_once() {
             let (uid, conv) = (uid.clone(), conv.clone());
             async move {
                 service
-                    .upload_spanned_batch(&uid, &conv, chunks, span, None)
+                    .upload_spanned_batch(&uid, &conv, chunks, span, UploadOptions::default())
                     .await
             }
         };

@@ -10,7 +10,7 @@ use chunk_format::Timestamp;
 use chunk_format::pack::PackIndex;
 use chunk_service::{
     Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
-    ServiceConfig,
+    ServiceConfig, UploadOptions,
 };
 use chunk_store::{ConversationId, Store, UserId};
 
@@ -60,7 +60,7 @@ async fn one_chunk_of_an_hour_costs_two_reads() {
         let mut paths = Vec::new();
         for batch in chunks.chunks(pack_chunks) {
             let report = service
-                .upload_batch(&uid, &conv, batch.to_vec(), None)
+                .upload_batch(&uid, &conv, batch.to_vec(), UploadOptions::default())
                 .await
                 .unwrap();
             paths.extend(report.paths);
@@ -152,11 +152,11 @@ async fn an_instant_means_the_chunk_starting_there() {
     let first = Chunk::new(ts(T0), vec![1u8; 32_000]); // [T0, T0+1000)
     let second = Chunk::new(ts(T0 + 900), vec![2u8; 16_000]); // [T0+900, T0+1400)
     service
-        .upload_batch(&uid, &conv, vec![first], None)
+        .upload_batch(&uid, &conv, vec![first], UploadOptions::default())
         .await
         .unwrap();
     service
-        .upload_batch(&uid, &conv, vec![second.clone()], None)
+        .upload_batch(&uid, &conv, vec![second.clone()], UploadOptions::default())
         .await
         .unwrap();
     let request = DownloadRequest::Timestamps(vec![ts(T0 + 900)]);

@@ -14,7 +14,7 @@ use chunk_format::Timestamp;
 use chunk_service::codec::opus::OpusBackend;
 use chunk_service::{
     BatchLayout, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels, ProtectionLevel,
-    ServiceConfig, ServiceError, SingleFormat,
+    ServiceConfig, ServiceError, SingleFormat, UploadOptions,
 };
 use chunk_store::{ConversationId, Store, UserId};
 use chunkvault_tests::omi::corrections::{Correction, correction};
@@ -270,7 +270,7 @@ async fn writers_reproduce_omi_objects() {
                             &uid(),
                             &conv,
                             chunk,
-                            call.data_protection_level_arg.map(level),
+                            UploadOptions::with_level(call.data_protection_level_arg.map(level)),
                         )
                         .await
                         .unwrap();
@@ -310,7 +310,7 @@ async fn writers_reproduce_omi_objects() {
                             &uid(),
                             &conv,
                             chunks,
-                            call.data_protection_level_arg.map(level),
+                            UploadOptions::with_level(call.data_protection_level_arg.map(level)),
                         )
                         .await
                         .unwrap();

@@ -29,6 +29,7 @@ use chunk_service::{
     BatchLayout, Chunk, ChunkService, CompactionOptions, DownloadOptions, DownloadRequest,
     Durability, EncryptionPolicy, FlushReason, InMemoryLevels, ObjectCheck, ProtectionLevel,
     Recorder, RecorderConfig, RecorderError, RetryPolicy, Sealing, ServiceConfig, ServiceError,
+    UploadOptions,
 };
 use chunk_store::layers::{FaultKind, FaultLayer, FaultOp, FaultPlan, FaultRule, FaultSchedule};
 use chunk_store::{ConversationId, PutMode, RetryOptions, Store, UserId, layout};
@@ -143,7 +144,12 @@ async fn packs_at(b: &TestBackend, level: ProtectionLevel) {
     let mut paths = Vec::new();
     for first in [0, 4, 8] {
         let report = service
-            .upload_batch(&uid, &conv, chunks(first..first + 4), None)
+            .upload_batch(
+                &uid,
+                &conv,
+                chunks(first..first + 4),
+                UploadOptions::default(),
+            )
             .await
             .expect("upload");
         assert_eq!(report.objects_written, 1, "{name}");
@@ -288,13 +294,13 @@ mod cases {
             .map(|i| Chunk::new(ts(T0 + i * 5_000), chunk_pcm(i)))
             .collect();
         let report = service
-            .upload_batch(&uid, &conv, batch.clone(), None)
+            .upload_batch(&uid, &conv, batch.clone(), UploadOptions::default())
             .await
             .expect("upload");
         assert_eq!(levels.lookups(), 1, "{name}: one level lookup per batch");
         assert_eq!(report.objects_written, 1);
         let again = service
-            .upload_batch(&uid, &conv, batch.clone(), None)
+            .upload_batch(&uid, &conv, batch.clone(), UploadOptions::default())
             .await
             .expect("retry");
         assert_eq!(
@@ -304,7 +310,12 @@ mod cases {
         for i in 0..2u64 {
             let chunk = Chunk::new(ts(T0 + 70_000 + i * 5_000), chunk_pcm(100 + i));
             service
-                .upload_chunk(&uid, &conv, chunk, Some(ProtectionLevel::Standard))
+                .upload_chunk(
+                    &uid,
+                    &conv,
+                    chunk,
+                    UploadOptions::at_level(ProtectionLevel::Standard),
+                )
                 .await
                 .expect("upload single");
         }
@@ -314,7 +325,12 @@ mod cases {
             .await
             .expect("put stray");
         service
-            .upload_chunk(&neighbour, &conv, Chunk::new(ts(T0), chunk_pcm(7)), None)
+            .upload_chunk(
+                &neighbour,
+                &conv,
+                Chunk::new(ts(T0), chunk_pcm(7)),
+                UploadOptions::default(),
+            )
             .await
             .expect("upload neighbour");
 
@@ -387,7 +403,12 @@ mod cases {
         let listing = service.list(&uid, &conv).await.expect("list");
         assert!(listing.chunks.is_empty(), "{name}");
         service
-            .upload_chunk(&uid, &conv, Chunk::new(ts(T0), chunk_pcm(9)), None)
+            .upload_chunk(
+                &uid,
+                &conv,
+                Chunk::new(ts(T0), chunk_pcm(9)),
+                UploadOptions::default(),
+            )
             .await
             .expect("upload");
         assert_eq!(service.purge_user(&uid).await.expect("purge"), 1, "{name}");
@@ -508,13 +529,23 @@ mod cases {
         let (packs, _) = service(&b.store, ProtectionLevel::Enhanced, BatchLayout::Pack);
         let (uid, conv) = ids("u1", "c1");
         for first in (0..12).step_by(2) {
-            omi.upload_batch(&uid, &conv, chunks(first..first + 2), None)
-                .await
-                .expect("Omi batch");
+            omi.upload_batch(
+                &uid,
+                &conv,
+                chunks(first..first + 2),
+                UploadOptions::default(),
+            )
+            .await
+            .expect("Omi batch");
         }
         for first in (12..24).step_by(3) {
             packs
-                .upload_batch(&uid, &conv, chunks(first..first + 3), None)
+                .upload_batch(
+                    &uid,
+                    &conv,
+                    chunks(first..first + 3),
+                    UploadOptions::default(),
+                )
                 .await
                 .expect("pack");
         }
@@ -595,7 +626,7 @@ mod cases {
         let (service, _) = service(&b.store, ProtectionLevel::Enhanced, BatchLayout::Pack);
         let (uid, conv) = ids("u1", "c1");
         let old = service
-            .upload_batch(&uid, &conv, chunks(0..6), None)
+            .upload_batch(&uid, &conv, chunks(0..6), UploadOptions::default())
             .await
             .expect("upload")
             .paths;
@@ -659,14 +690,14 @@ mod cases {
         let other = UserId::new("u-2").expect("uid");
         for user in [&uid, &other] {
             packs
-                .upload_batch(user, &conv, chunks(0..3), None)
+                .upload_batch(user, &conv, chunks(0..3), UploadOptions::default())
                 .await
                 .expect("pack");
-            omi.upload_batch(user, &conv, chunks(3..5), None)
+            omi.upload_batch(user, &conv, chunks(3..5), UploadOptions::default())
                 .await
                 .expect("Omi batch");
             let single = chunks(5..6).remove(0);
-            omi.upload_chunk(user, &conv, single, None)
+            omi.upload_chunk(user, &conv, single, UploadOptions::default())
                 .await
                 .expect("Omi single");
         }

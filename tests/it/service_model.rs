@@ -13,7 +13,7 @@ use chunk_format::pack::{Codec, PackConfig, pack_name_end};
 use chunk_format::{ObjectName, Timestamp};
 use chunk_service::{
     BatchLayout, Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels,
-    ProtectionLevel, ServiceConfig, ServiceError,
+    ProtectionLevel, ServiceConfig, ServiceError, UploadOptions,
 };
 use chunk_store::{ConversationId, Store, UserId, layout};
 use proptest::prelude::*;
@@ -144,11 +144,16 @@ async fn run_case(
         for attempt in 0..attempts {
             let report = if upload.batch {
                 service
-                    .upload_batch(&uid, &conv, to_chunks(), Some(level))
+                    .upload_batch(&uid, &conv, to_chunks(), UploadOptions::at_level(level))
                     .await
             } else {
                 service
-                    .upload_chunk(&uid, &conv, to_chunks().remove(0), Some(level))
+                    .upload_chunk(
+                        &uid,
+                        &conv,
+                        to_chunks().remove(0),
+                        UploadOptions::at_level(level),
+                    )
                     .await
             }
             .unwrap();
@@ -193,11 +198,16 @@ async fn run_case(
         altered[0].pcm = changed.into();
         let conflict = if upload.batch {
             service
-                .upload_batch(&uid, &conv, altered, Some(level))
+                .upload_batch(&uid, &conv, altered, UploadOptions::at_level(level))
                 .await
         } else {
             service
-                .upload_chunk(&uid, &conv, altered.remove(0), Some(level))
+                .upload_chunk(
+                    &uid,
+                    &conv,
+                    altered.remove(0),
+                    UploadOptions::at_level(level),
+                )
                 .await
         };
         assert!(

@@ -26,7 +26,7 @@ use chunk_format::Timestamp;
 use chunk_format::pack::{Codec, PackConfig};
 use chunk_service::{
     BatchLayout, Chunk, ChunkService, DownloadOptions, DownloadRequest, EncryptionPolicy,
-    InMemoryLevels, ProtectionLevel, ServiceConfig,
+    InMemoryLevels, ProtectionLevel, ServiceConfig, UploadOptions,
 };
 use chunk_store::{ConversationId, Store, UserId};
 use futures::StreamExt;
@@ -88,7 +88,12 @@ async fn setup(root: &Path, n: u64) -> BoxResult<u64> {
         })
         .collect::<BoxResult<Vec<Chunk>>>()?;
     let report = service
-        .upload_batch(&uid, &conv, chunks, Some(ProtectionLevel::Standard))
+        .upload_batch(
+            &uid,
+            &conv,
+            chunks,
+            UploadOptions::at_level(ProtectionLevel::Standard),
+        )
         .await
         .map_err(|e| format!("upload_batch of {n} one-sample chunks was refused: {e}"))?;
     let listing = service.list(&uid, &conv).await?;

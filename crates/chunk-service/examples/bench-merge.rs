@@ -45,7 +45,7 @@ use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::Timestamp;
 use chunk_service::{
     BatchLayout, Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels,
-    ProtectionLevel, ServiceConfig,
+    ProtectionLevel, ServiceConfig, UploadOptions,
 };
 use chunk_store::{ConversationId, Store, UserId};
 use futures::StreamExt;
@@ -327,7 +327,7 @@ async fn setup(base: &Path, layout: Layout, hours: u64, pcm: &[u8]) -> BoxResult
             batch.push(Chunk::new(timestamp(i)?, Bytes::copy_from_slice(bytes)));
         }
         service
-            .upload_batch(&uid, &conv, batch, Some(layout.level()))
+            .upload_batch(&uid, &conv, batch, UploadOptions::at_level(layout.level()))
             .await?;
         first = last;
     }

@@ -33,7 +33,7 @@ use bytes::Bytes;
 use chunk_format::Timestamp;
 use chunk_service::{
     BatchLayout, Chunk, ChunkService, DownloadOptions, DownloadRequest, EncryptionPolicy,
-    InMemoryLevels, ProtectionLevel, Recorder, RecorderConfig, ServiceConfig,
+    InMemoryLevels, ProtectionLevel, Recorder, RecorderConfig, ServiceConfig, UploadOptions,
 };
 use chunk_store::{ConversationId, OpCounts, Store, UserId};
 
@@ -192,7 +192,7 @@ async fn record_hour(
                         &uid,
                         &conv,
                         Chunk::new(timestamp(i)?, speech.chunk(i)),
-                        level,
+                        UploadOptions::with_level(level),
                     )
                     .await?;
             }

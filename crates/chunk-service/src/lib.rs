@@ -8,7 +8,9 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use chunk_crypto::{KeyId, Keyring, MasterSecret};
 //! use chunk_format::Timestamp;
-//! use chunk_service::{Chunk, ChunkService, DownloadOptions, DownloadRequest, ProtectionLevel};
+//! use chunk_service::{
+//!     Chunk, ChunkService, DownloadOptions, DownloadRequest, ProtectionLevel, UploadOptions,
+//! };
 //! use chunk_store::{ConversationId, Store, UserId};
 //!
 //! let store = Store::from_uri("memory://")?; // or fs:///var/lib/audio, s3://bucket, gcs://…
@@ -21,7 +23,7 @@
 //! let (uid, conv) = (UserId::new("user-1")?, ConversationId::new("conv-1")?);
 //! let t0 = Timestamp::from_f64(1786961845.727)?;
 //! let chunks = vec![Chunk::new(t0, vec![0u8; 160_000])];
-//! service.upload_batch(&uid, &conv, chunks, None).await?;
+//! service.upload_batch(&uid, &conv, chunks, UploadOptions::default()).await?;
 //!
 //! let request = DownloadRequest::Timestamps(vec![t0]);
 //! let pcm = service.download(&uid, &conv, &request, DownloadOptions::default()).await?;
@@ -88,4 +90,4 @@ pub use recorder::{
     RecorderStats, RecoveredConversation, RecoveryReport, RetryPolicy, TEMP_SWEEP_AGE,
 };
 pub use service::ChunkService;
-pub use write::upload::{Chunk, Sealing, UploadReport};
+pub use write::upload::{Chunk, Sealing, UploadOptions, UploadReport};

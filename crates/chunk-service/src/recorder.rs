@@ -58,7 +58,7 @@ use crate::error::ServiceError;
 use crate::level::ProtectionLevel;
 use crate::service::ChunkService;
 use crate::spool::{SegmentHeader, Spool, SpoolError};
-use crate::write::upload::{Chunk, UploadReport};
+use crate::write::upload::{Chunk, UploadOptions, UploadReport};
 
 /// Upload attempts a push makes to free budget before it fails with backpressure.
 const BUDGET_ROUNDS: usize = 8;
@@ -1156,7 +1156,12 @@ impl Inner {
             attempt += 1;
             match self
                 .service
-                .upload_batch(uid, conversation, chunks.clone(), batch.level)
+                .upload_batch(
+                    uid,
+                    conversation,
+                    chunks.clone(),
+                    UploadOptions::with_level(batch.level),
+                )
                 .await
             {
                 Ok(report) => break report,

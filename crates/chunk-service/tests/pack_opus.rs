@@ -11,7 +11,7 @@ use chunk_format::Timestamp;
 use chunk_format::pack::{Codec, PackConfig};
 use chunk_service::{
     Chunk, ChunkService, EncryptionPolicy, InMemoryLevels, ProtectionLevel, ServiceConfig,
-    ServiceError,
+    ServiceError, UploadOptions,
 };
 use chunk_store::{ConversationId, Store, UserId};
 
@@ -119,7 +119,7 @@ mod with_libopus {
         ] {
             let uid = UserId::new(uid).unwrap();
             let report = service
-                .upload_batch(&uid, &conv, chunks.clone(), Some(level))
+                .upload_batch(&uid, &conv, chunks.clone(), UploadOptions::at_level(level))
                 .await
                 .unwrap();
             assert_eq!(report.objects_written, 1);
@@ -155,14 +155,16 @@ mod with_libopus {
 
             // An identical retry is recognised; different audio under the same name is not.
             let again = service
-                .upload_batch(&uid, &conv, chunks.clone(), Some(level))
+                .upload_batch(&uid, &conv, chunks.clone(), UploadOptions::at_level(level))
                 .await
                 .unwrap();
             assert_eq!(again.objects_written, 0);
             let mut other = chunks.clone();
             other[3] = Chunk::new(other[3].timestamp, vec![0u8; other[3].pcm.len()]);
             assert!(matches!(
-                service.upload_batch(&uid, &conv, other, Some(level)).await,
+                service
+                    .upload_batch(&uid, &conv, other, UploadOptions::at_level(level))
+                    .await,
                 Err(ServiceError::Conflict { .. })
             ));
         }
@@ -211,13 +213,13 @@ mod with_libopus {
             )
             .unwrap();
             for chunk in &chunks[..4] {
-                omi.upload_chunk(&uid, &conv, chunk.clone(), Some(level))
+                omi.upload_chunk(&uid, &conv, chunk.clone(), UploadOptions::at_level(level))
                     .await
                     .unwrap();
             }
             for batch in chunks[4..].chunks(4) {
                 service
-                    .upload_batch(&uid, &conv, batch.to_vec(), Some(level))
+                    .upload_batch(&uid, &conv, batch.to_vec(), UploadOptions::at_level(level))
                     .await
                     .unwrap();
             }
@@ -265,7 +267,12 @@ async fn opus_packs_need_libopus_to_be_written() {
     let conv = ConversationId::new("opus-conv").unwrap();
     let chunks = speech_chunks();
     match service
-        .upload_batch(&uid, &conv, chunks, Some(ProtectionLevel::Standard))
+        .upload_batch(
+            &uid,
+            &conv,
+            chunks,
+            UploadOptions::at_level(ProtectionLevel::Standard),
+        )
         .await
     {
         Err(ServiceError::InvalidInput(message)) => {

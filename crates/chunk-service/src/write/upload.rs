@@ -53,6 +53,28 @@ impl Sealing {
     }
 }
 
+/// Options of one upload call ([`ChunkService::upload_chunk`],
+/// [`ChunkService::upload_batch`], [`ChunkService::upload_spanned_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct UploadOptions {
+    /// The user's protection level, when the caller has it cached; `None` (the default) makes
+    /// one user-database lookup per call.
+    pub level: Option<ProtectionLevel>,
+}
+
+impl UploadOptions {
+    /// Options for a caller that knows the user's level: no user-database lookup.
+    pub fn at_level(level: ProtectionLevel) -> UploadOptions {
+        UploadOptions::with_level(Some(level))
+    }
+
+    /// Options with the level the caller may have cached (`None`: look it up).
+    pub fn with_level(level: Option<ProtectionLevel>) -> UploadOptions {
+        UploadOptions { level }
+    }
+}
+
 /// What an upload call did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UploadReport {
@@ -83,7 +105,7 @@ impl ChunkService {
     /// Uploads one chunk as its own object: `TS.bin`, or `TS.enc` for `enhanced` users; with
     /// [`SingleFormat::Opus`], `TS.opus` / `TS.opus.enc` as Omi's current code writes them.
     ///
-    /// `level`: pass the level when the caller has it cached; `None` makes one user-database
+    /// `options.level`: pass the level when the caller has it cached; `None` makes one user-database
     /// lookup. Writing is create-only: a retry with identical audio is a no-op, different audio
     /// under an existing name is [`ServiceError::Conflict`].
     pub async fn upload_chunk(
@@ -91,8 +113,9 @@ impl ChunkService {
         uid: &UserId,
         conversation: &ConversationId,
         chunk: Chunk,
-        level: Option<ProtectionLevel>,
+        options: UploadOptions,
     ) -> Result<UploadReport, ServiceError> {
+        let level = options.level;
         let level = self.resolve_level(uid, level).await?;
         let key = self.sealing_key(uid, level)?;
         let (path, written) = self
@@ -105,7 +128,7 @@ impl ChunkService {
     ///
     /// - an empty batch does no I/O at all (not even a level lookup);
     /// - chunks are sorted by timestamp, stably (equal timestamps keep their order);
-    /// - the level is resolved once per call (zero lookups when `level` is given);
+    /// - the level is resolved once per call (zero lookups when `options.level` is given);
     /// - with [`BatchLayout::Pack`] (the default), one `START-END.pack` (sealed for `enhanced`
     ///   users), chunks in time order without overlap (else [`ServiceError::InvalidInput`]);
     /// - with [`BatchLayout::Omi`], one object `TS.batch.{bin,enc}` for one chunk, `FIRST-LAST.batch.{bin,enc}` for more
@@ -120,8 +143,9 @@ impl ChunkService {
         uid: &UserId,
         conversation: &ConversationId,
         mut chunks: Vec<Chunk>,
-        level: Option<ProtectionLevel>,
+        options: UploadOptions,
     ) -> Result<UploadReport, ServiceError> {
+        let level = options.level;
         if chunks.is_empty() {
             return Ok(UploadReport {
                 paths: Vec::new(),
@@ -226,8 +250,9 @@ impl ChunkService {
         conversation: &ConversationId,
         mut chunks: Vec<Chunk>,
         span: OmiSpan,
-        level: Option<ProtectionLevel>,
+        options: UploadOptions,
     ) -> Result<UploadReport, ServiceError> {
+        let level = options.level;
         if chunks.is_empty() {
             return Err(ServiceError::InvalidInput(
                 "a span needs audio: empty batch".to_owned(),
