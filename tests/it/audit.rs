@@ -6,13 +6,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::sync::Arc;
-
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
 use chunk_format::Timestamp;
 use chunk_service::{
-    AuditOptions, Chunk, ChunkService, DownloadOptions, DownloadRequest, InMemoryLevels,
-    ProtectionLevel, ServiceConfig, TimeSpan, UploadOptions,
+    AuditOptions, Chunk, ChunkService, DownloadOptions, DownloadRequest, ProtectionLevel, TimeSpan,
+    UploadOptions,
 };
 use chunk_store::{ConversationId, PutMode, Store, UserId};
 use futures::StreamExt;
@@ -40,22 +38,22 @@ fn spans(list: impl IntoIterator<Item = TimeSpan>) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
-fn keyring() -> Keyring {
-    Keyring::single(
+/// A service over `store` with one key and every user at `level`.
+fn service(store: &Store, level: ProtectionLevel) -> ChunkService {
+    let keyring = Keyring::single(
         KeyId::new(1),
         MasterSecret::new(b"omi_".repeat(16)).unwrap(),
-    )
+    );
+    ChunkService::builder(store.clone())
+        .keyring(keyring)
+        .default_level(level)
+        .build()
+        .unwrap()
 }
 
 async fn conversation() -> (ChunkService, UserId, ConversationId) {
     let store = Store::from_uri("memory://").unwrap();
-    let service = ChunkService::new(
-        store.clone(),
-        Some(keyring()),
-        Arc::new(InMemoryLevels::new(ProtectionLevel::Enhanced)),
-        ServiceConfig::default(),
-    )
-    .unwrap();
+    let service = service(&store, ProtectionLevel::Enhanced);
     let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
     let dir = "chunks/u/c";
     let put = |name: String, bytes: Vec<u8>| {
@@ -376,13 +374,7 @@ async fn store_objects(
 
 async fn audit_case(objects: Vec<Object>) {
     let store = Store::from_uri("memory://").unwrap();
-    let service = ChunkService::new(
-        store.clone(),
-        Some(keyring()),
-        Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
-        ServiceConfig::default(),
-    )
-    .unwrap();
+    let service = service(&store, ProtectionLevel::Standard);
     let units = store_objects(&service, &store, &objects).await;
     let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
     let audit = service

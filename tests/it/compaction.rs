@@ -626,21 +626,23 @@ async fn compaction_regression_singles_at_the_start_of_a_pack_left_alone() {
     .await;
 }
 
+/// A service over a fresh memory store, every user standard, and user `u`'s conversation `c`.
+fn standard_service() -> (ChunkService, UserId, ConversationId) {
+    let service = ChunkService::builder(Store::from_uri("memory://").unwrap())
+        .keyring(rotation_keyring(&[1], 1))
+        .build()
+        .unwrap();
+    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    (service, uid, conv)
+}
+
 /// A single in the hole between two stretches of a pack (a pack with chunks at 0 s and 8 s,
 /// a `.bin` at 5 s) is the only audio there: downloads used to place the whole pack first and
 /// trim the `.bin` away behind the pack's later chunk. Each stretch of a pack is now placed
 /// at its own start, by downloads and compaction alike.
 #[tokio::test]
 async fn a_single_in_a_hole_of_a_pack_is_served_and_survives_compaction() {
-    let store = Store::from_uri("memory://").unwrap();
-    let service = ChunkService::new(
-        store.clone(),
-        Some(rotation_keyring(&[1], 1)),
-        Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
-        ServiceConfig::default(),
-    )
-    .unwrap();
-    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let (service, uid, conv) = standard_service();
     let t0 = 1_786_961_845_000u64;
     let second = |byte: u8| vec![byte; 32_000];
     let chunks = vec![
@@ -698,15 +700,7 @@ async fn a_single_in_a_hole_of_a_pack_is_served_and_survives_compaction() {
 /// and the merge changes no download.
 #[tokio::test]
 async fn the_plan_lists_the_shadowed_audio_it_discards() {
-    let store = Store::from_uri("memory://").unwrap();
-    let service = ChunkService::new(
-        store.clone(),
-        Some(rotation_keyring(&[1], 1)),
-        Arc::new(InMemoryLevels::new(ProtectionLevel::Standard)),
-        ServiceConfig::default(),
-    )
-    .unwrap();
-    let (uid, conv) = (UserId::new("u").unwrap(), ConversationId::new("c").unwrap());
+    let (service, uid, conv) = standard_service();
     let t0 = 1_786_961_845_000u64;
     let recording = |from_s: u64, byte: u8| -> Vec<Chunk> {
         (0..4)

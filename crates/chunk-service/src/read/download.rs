@@ -21,7 +21,9 @@ use crate::read::list::ListEntry;
 use crate::read::pack::LoadedPack;
 use crate::read::placement::{MergeReport, PlacedObject, SharedReport};
 use crate::read::policy::PackSealing;
-use crate::read::timeline::{Joining, Piece, SpanTimeline, Timeline, continues, stretches};
+use crate::read::timeline::{
+    Joining, Piece, Placing, SpanTimeline, Timeline, continues, stretches,
+};
 use crate::service::ChunkService;
 
 /// Which audio to download.

@@ -30,6 +30,30 @@ pub(crate) fn stretches<T: Copy>(
     items.chunk_by(move |a, b| follows(*a, *b))
 }
 
+/// What both timelines share: a [`PlacementLog`] of what placing did, and the object the
+/// audio being fed belongs to.
+pub(crate) trait Placing {
+    /// What placing has recorded.
+    fn log(&mut self) -> &mut PlacementLog;
+
+    /// The audio fed from now on belongs to `object` (named in overlaps).
+    fn object(&mut self, object: Arc<str>) {
+        self.log().object(object);
+    }
+}
+
+impl Placing for Timeline {
+    fn log(&mut self) -> &mut PlacementLog {
+        &mut self.log
+    }
+}
+
+impl Placing for SpanTimeline {
+    fn log(&mut self) -> &mut PlacementLog {
+        &mut self.log
+    }
+}
+
 /// How placed audio is joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Joining {
@@ -93,16 +117,6 @@ impl Timeline {
             emitted_any: false,
             log: PlacementLog::default(),
         }
-    }
-
-    /// The audio fed from now on belongs to `object` (named in overlaps).
-    pub(crate) fn object(&mut self, object: Arc<str>) {
-        self.log.object(object);
-    }
-
-    /// What placing has recorded.
-    pub(crate) fn log(&mut self) -> &mut PlacementLog {
-        &mut self.log
     }
 
     /// The span between two sample positions.
@@ -267,16 +281,6 @@ impl SpanTimeline {
             emitted_any: false,
             log: PlacementLog::default(),
         }
-    }
-
-    /// The audio fed from now on belongs to `object` (named in overlaps).
-    pub(crate) fn object(&mut self, object: Arc<str>) {
-        self.log.object(object);
-    }
-
-    /// What placing has recorded.
-    pub(crate) fn log(&mut self) -> &mut PlacementLog {
-        &mut self.log
     }
 
     /// Starts the next object, whose span starts at `start` seconds; returns the silence to
