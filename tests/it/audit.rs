@@ -118,7 +118,7 @@ async fn audit_reports_every_kind_of_finding() {
     assert_eq!(audit.covered_samples, 64_000);
     assert_eq!(audit.covered_seconds, 4.0);
     assert_eq!(
-        spans(audit.gaps.iter().map(|g| g.span)),
+        spans(audit.gaps.iter().copied()),
         [span(1_000, 2_000, 16_000), span(4_000, 6_000, 32_000)]
     );
     assert_eq!(audit.overlaps.len(), 1, "{:?}", audit.overlaps);
@@ -192,7 +192,7 @@ async fn an_export_reports_the_gaps_it_fills_and_the_overlaps_it_trims() {
     // Filled gaps: the same stretches the audit found.
     assert_eq!(
         spans(report.gaps.iter().map(|g| g.span)),
-        spans(audit.gaps.iter().map(|g| g.span))
+        spans(audit.gaps.iter().copied())
     );
     assert!(report.gaps.iter().all(|g| g.filled));
     assert_eq!(report.overlaps, audit.overlaps);
@@ -384,7 +384,7 @@ async fn audit_case(objects: Vec<Object>) {
     let expected = model(units);
     let got = ModelAudit {
         covered: spans(audit.covered.clone()),
-        gaps: spans(audit.gaps.iter().map(|g| g.span)),
+        gaps: spans(audit.gaps.iter().copied()),
         overlap_samples: audit.overlaps.iter().map(|o| o.span.samples).sum(),
     };
     assert_eq!(got, expected, "{objects:?}");

@@ -58,6 +58,15 @@ pub(crate) fn escaped(text: &str) -> String {
     out
 }
 
+/// The library's reason an object is bad, without the leading `path: ` that its errors
+/// start with (the report prints the path already).
+pub(crate) fn reason_for<'a>(path: &str, reason: &'a str) -> &'a str {
+    reason
+        .strip_prefix(path)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(reason)
+}
+
 /// [`escaped`] of a local path (not valid UTF-8 parts shown as U+FFFD).
 pub(crate) fn escaped_path(path: &std::path::Path) -> String {
     escaped(&path.to_string_lossy())

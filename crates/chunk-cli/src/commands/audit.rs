@@ -70,7 +70,7 @@ fn print_text(audit: &ConversationAudit) -> Result<()> {
         audit.covered_seconds,
         audit.covered.len(),
         audit.gaps.len(),
-        secs(audit.gaps.iter().map(|g| g.span.samples).sum()),
+        secs(audit.gaps.iter().map(|g| g.samples).sum()),
         audit.overlaps.len(),
         secs(audit.overlaps.iter().map(|o| o.span.samples).sum()),
         audit.duplicates.len(),
@@ -82,9 +82,9 @@ fn print_text(audit: &ConversationAudit) -> Result<()> {
     for gap in &audit.gaps {
         outln!(
             "  gap       {} .. {} ({} samples)",
-            ms(gap.span.start_ms),
-            ms(gap.span.end_ms),
-            gap.span.samples
+            ms(gap.start_ms),
+            ms(gap.end_ms),
+            gap.samples
         )?;
     }
     for overlap in &audit.overlaps {
@@ -124,7 +124,7 @@ fn print_text(audit: &ConversationAudit) -> Result<()> {
         outln!(
             "  BAD       {}: {}",
             output::escaped(&bad.path),
-            output::escaped(&bad.reason)
+            output::escaped(output::reason_for(&bad.path, &bad.reason))
         )?;
     }
     for foreign in &audit.foreign {

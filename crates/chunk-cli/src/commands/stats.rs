@@ -99,12 +99,10 @@ pub(crate) async fn walk(
             .iter()
             .map(|span| (span.samples * 1000).div_ceil(rate).div_ceil(CHUNK_MS))
             .sum::<u64>();
-        totals.bad.extend(
-            audit
-                .undecodable
-                .into_iter()
-                .map(|bad| (bad.path, bad.reason)),
-        );
+        totals.bad.extend(audit.undecodable.into_iter().map(|bad| {
+            let reason = output::reason_for(&bad.path, &bad.reason).to_owned();
+            (bad.path, reason)
+        }));
         bar.inc(1);
     }
     bar.finish_and_clear();

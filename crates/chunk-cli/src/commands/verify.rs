@@ -217,13 +217,5 @@ pub(crate) async fn check(service: &ChunkService, target: &Target) -> Result<Dec
             pcm_bytes: found.pcm_bytes,
             chunks: found.chunks,
         })
-        .map_err(|error| {
-            // The library's errors start with the object path, which the report prints
-            // already.
-            let text = error.to_string();
-            let prefix = format!("{}: ", target.path);
-            text.strip_prefix(&prefix)
-                .map(str::to_owned)
-                .unwrap_or(text)
-        })
+        .map_err(|error| output::reason_for(&target.path, &error.to_string()).to_owned())
 }

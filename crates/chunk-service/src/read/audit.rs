@@ -17,9 +17,9 @@ use chunk_store::{ChunkPath, ConversationId, UserId};
 use futures::StreamExt;
 
 use crate::error::ServiceError;
-use crate::read::download::{DownloadOptions, DownloadRequest, SkippedObject, preference};
+use crate::read::download::{DownloadOptions, DownloadRequest, SkippedObject, Skips, preference};
 use crate::read::list::{ForeignEntry, ListEntry};
-use crate::read::placement::{Gap, MergeReport, Overlap, TimeSpan};
+use crate::read::placement::{MergeReport, Overlap, TimeSpan};
 use crate::service::ChunkService;
 
 /// Options of [`ChunkService::audit`].
@@ -77,8 +77,8 @@ pub struct ConversationAudit {
     pub covered_samples: u64,
     /// Covered time in seconds (`covered_samples / sample_rate`).
     pub covered_seconds: f64,
-    /// Gaps between the covered stretches.
-    pub gaps: Vec<Gap>,
+    /// Gaps between the covered stretches (at least one sample each).
+    pub gaps: Vec<TimeSpan>,
     /// Audio held twice, by two objects: the earlier one's is used.
     pub overlaps: Vec<Overlap>,
     /// Instants stored in several formats.
@@ -185,7 +185,10 @@ impl ChunkService {
             max_span: Duration::MAX,
             skip_bad: true,
         };
-        let (report, placed) = match self.download(uid, conversation, &request, download).await {
+        let downloaded = self
+            .download_logged(uid, conversation, &request, download, Skips::Debug)
+            .await;
+        let (report, placed) = match downloaded {
             Ok(mut stream) => {
                 audit.sample_rate = Some(stream.sample_rate());
                 while let Some(piece) = stream.next().await {
@@ -243,7 +246,7 @@ impl ChunkService {
         audit.covered_samples = report.covered_samples();
         audit.covered_seconds = audit.covered_samples as f64 / f64::from(rate.max(1));
         audit.covered = report.covered;
-        audit.gaps = report.gaps;
+        audit.gaps = report.gaps.into_iter().map(|gap| gap.span).collect();
         audit.overlaps = report.overlaps;
         Ok(audit)
     }

@@ -405,6 +405,20 @@ impl ChunkService {
         request: &DownloadRequest,
         options: DownloadOptions,
     ) -> Result<PcmStream, ServiceError> {
+        self.download_logged(uid, conversation, request, options, Skips::Warn)
+            .await
+    }
+
+    /// [`ChunkService::download`], logging what `skip_bad` skips as `skips` says: the audit
+    /// reports skipped objects as findings and logs them at debug level only.
+    pub(crate) async fn download_logged(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        request: &DownloadRequest,
+        options: DownloadOptions,
+        skips: Skips,
+    ) -> Result<PcmStream, ServiceError> {
         if options.sample_rate == 0 {
             return Err(ServiceError::InvalidInput(
                 "sample rate must be positive".into(),
@@ -435,7 +449,7 @@ impl ChunkService {
                 conversation,
                 &listing.chunks,
                 planned,
-                options.skip_bad,
+                options.skip_bad.then_some(skips),
                 sealing,
             )
             .await?;
@@ -543,9 +557,12 @@ impl ChunkService {
                 let key = key.clone();
                 let skipped = fetch_skipped.clone();
                 async move {
-                    match service.fetch_job(job, key.as_ref(), place_by_span).await {
+                    match service
+                        .fetch_job(job, key.as_ref(), place_by_span, skips)
+                        .await
+                    {
                         Err(Fetch::Bad(skip)) if skip_bad => {
-                            tracing::warn!(path = %skip.path, reason = %skip.reason, "object skipped (skip_bad)");
+                            skips.log(&skip.path, &skip.reason, "object skipped (skip_bad)");
                             if let Ok(mut all) = skipped.lock() {
                                 all.push(skip.into_skipped());
                             }
@@ -601,39 +618,45 @@ impl ChunkService {
         conversation: &ConversationId,
         entries: &[ListEntry],
         planned: Vec<Planned>,
-        skip_bad: bool,
+        skip_bad: Option<Skips>,
         sealing: PackSealing,
     ) -> Result<(Vec<Job>, Vec<SkippedObject>), ServiceError> {
         let concurrency = self.inner.config.download_concurrency.get();
         // Read every planned pack's index first (bounded concurrency), keeping plan order.
         // An error is Ok(skip) for a pack skipped under `skip_bad`, Err(error) otherwise.
         type Loaded = Result<(Planned, Option<LoadedPack>), Result<SkippedObject, ServiceError>>;
-        let loaded: Vec<Loaded> =
-            stream::iter(planned)
-                .map(|planned| async move {
-                    match &planned {
-                        Planned::Omi(_) => Ok((planned, None)),
-                        Planned::Pack(entry, _) => {
-                            match self
-                                .load_pack(uid, conversation, &entry.path, entry.size, &entry.name, sealing)
-                                .await
-                            {
-                                Ok(pack) => Ok((planned, Some(pack))),
-                                Err(error) => match bad_object(&entry.path, entry.start, error) {
-                                    Fetch::Bad(skip) if skip_bad => {
-                                        tracing::warn!(path = %skip.path, reason = %skip.reason, "pack skipped (skip_bad)");
-                                        Err(Ok(skip.into_skipped()))
-                                    }
-                                    Fetch::Bad(skip) => Err(Err(skip.error)),
-                                    Fetch::Failed(error) => Err(Err(error)),
-                                },
-                            }
+        let loaded: Vec<Loaded> = stream::iter(planned)
+            .map(|planned| async move {
+                match &planned {
+                    Planned::Omi(_) => Ok((planned, None)),
+                    Planned::Pack(entry, _) => {
+                        match self
+                            .load_pack(
+                                uid,
+                                conversation,
+                                &entry.path,
+                                entry.size,
+                                &entry.name,
+                                sealing,
+                            )
+                            .await
+                        {
+                            Ok(pack) => Ok((planned, Some(pack))),
+                            Err(error) => match bad_object(&entry.path, entry.start, error) {
+                                Fetch::Bad(skip) if let Some(skips) = skip_bad => {
+                                    skips.log(&skip.path, &skip.reason, "pack skipped (skip_bad)");
+                                    Err(Ok(skip.into_skipped()))
+                                }
+                                Fetch::Bad(skip) => Err(Err(skip.error)),
+                                Fetch::Failed(error) => Err(Err(error)),
+                            },
                         }
                     }
-                })
-                .buffered(concurrency)
-                .collect()
-                .await;
+                }
+            })
+            .buffered(concurrency)
+            .collect()
+            .await;
         let mut skipped = Vec::new();
         let mut kept = Vec::new();
         for result in loaded {
@@ -719,6 +742,7 @@ impl ChunkService {
         job: Job,
         key: Option<&UserKey>,
         place_by_span: bool,
+        skips: Skips,
     ) -> Result<Decoded, Fetch> {
         let candidates = match job {
             Job::PackRun { pack, run, .. } => {
@@ -773,7 +797,11 @@ impl ChunkService {
                     });
                 }
                 Err(error) => {
-                    tracing::warn!(path = %candidate.path, %error, "undecodable object; trying the next format");
+                    skips.log(
+                        &candidate.path,
+                        &error.to_string(),
+                        "undecodable object; trying the next format",
+                    );
                     first_bad.get_or_insert(bad_object(&candidate.path, candidate.start, error));
                 }
             }
@@ -831,6 +859,24 @@ impl Joiner {
         match self {
             Joiner::Ms(timeline) => timeline.emitted_any(),
             Joiner::Span(timeline, _) => timeline.emitted_any(),
+        }
+    }
+}
+
+/// How a download logs the objects it skips or falls through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skips {
+    /// As warnings: an export that leaves audio out says so.
+    Warn,
+    /// At debug level: the caller reports them itself (the audit).
+    Debug,
+}
+
+impl Skips {
+    fn log(self, path: &str, reason: &str, what: &str) {
+        match self {
+            Skips::Warn => tracing::warn!(%path, %reason, "{what}"),
+            Skips::Debug => tracing::debug!(%path, %reason, "{what}"),
         }
     }
 }
