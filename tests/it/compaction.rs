@@ -449,7 +449,11 @@ async fn compaction_case(pieces: Vec<Piece>, target_s: u64) {
 /// Uploads `pieces` (each chunk's length in `unit`) and checks that compacting them into packs
 /// of `target_s` seconds changes no range download. With [`Unit::Samples`] a chunk is named at
 /// the millisecond its first sample falls in.
-async fn compaction_case_in(pieces: Vec<Piece>, target_s: u64, unit: Unit) {
+async fn compaction_case_in(
+    pieces: Vec<Piece>,
+    target_s: u64,
+    unit: Unit,
+) -> chunk_service::CompactionReport {
     let store = Store::from_uri("memory://").unwrap();
     let levels = Arc::new(InMemoryLevels::new(ProtectionLevel::Standard));
     let make = |layout| {
@@ -519,9 +523,10 @@ async fn compaction_case_in(pieces: Vec<Piece>, target_s: u64, unit: Unit) {
         ..CompactionOptions::default()
     };
     let plan = packs.plan_compaction(&uid, &conv, &options).await.unwrap();
-    packs.compact(&plan).await.unwrap();
+    let report = packs.compact(&plan).await.unwrap();
     let after = snapshot_ranges(&packs, &uid, &conv, &ranges).await;
     assert_same(&before, &after);
+    report
 }
 
 fn config() -> ProptestConfig {
@@ -624,6 +629,30 @@ async fn compaction_regression_singles_at_the_start_of_a_pack_left_alone() {
         Unit::Samples,
     )
     .await;
+}
+
+/// Found by the property once compaction placed groups among everything stored: sealed
+/// singles whose first one resumes 8 samples (half a millisecond) after a plaintext `.bin`
+/// that stays out of the sealed group. No pack chunk can start there, and writing it one
+/// millisecond early or late would move audio: the group is declined, and said so.
+#[tokio::test]
+async fn compaction_declines_a_group_resuming_off_a_millisecond_after_another_object() {
+    let piece = |chunks: &[u64], enhanced| Piece {
+        back_ms: 0,
+        gap_ms: 0,
+        chunks: chunks.to_vec(),
+        layout: 0,
+        enhanced,
+    };
+    let report = compaction_case_in(
+        vec![piece(&[24], false), piece(&[1_600, 1_600], true)],
+        600,
+        Unit::Samples,
+    )
+    .await;
+    assert!(report.written.is_empty(), "{report:?}");
+    assert_eq!(report.declined.len(), 1, "{report:?}");
+    assert!(report.declined[0].0.ends_with(".enc"), "{report:?}");
 }
 
 /// A service over a fresh memory store, every user standard, and user `u`'s conversation `c`.

@@ -9,15 +9,16 @@
 //! key ring's *active* key whenever any source was sealed — which is also how stored data is
 //! re-sealed after a key rotation.
 //!
-//! Timing: packs and single-chunk objects keep their exact starts; an Omi `.batch.bin` has no
-//! interior timing, so it becomes one chunk at its start; a `.batch.enc` becomes one chunk per
-//! frame when every frame boundary falls on a whole millisecond (else one chunk). Where objects
-//! overlap, the earlier one wins, exactly as downloads place them (by the same placement
-//! units: an Omi object, or a stretch of a pack without a gap), so every range download is
-//! byte-identical before and after (for audio whose chunk boundaries fall on whole
-//! milliseconds, as 16 kHz chunks of whole milliseconds always do).
+//! Placement: a group's audio is placed by the read pipeline itself
+//! ([`ChunkService::download`]'s code, over everything stored that overlaps the group), and
+//! the new pack holds exactly the pieces it serves from the group's sources, at the instants
+//! it serves them: where objects overlap, the audio a download uses is what the pack keeps,
+//! and audio no download serves (shadowed) is listed in the plan
+//! ([`CompactionPlan::shadowed`]) and not written. Every range download is therefore
+//! byte-identical before and after, chunk boundaries off whole milliseconds included (for
+//! chunk starts on whole samples, as at 8, 16 and 48 kHz).
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,16 +29,13 @@ use chunk_store::{ConversationId, UserId};
 use crate::error::ServiceError;
 use crate::level::ProtectionLevel;
 use crate::read::audit::AuditOptions;
-use crate::read::decode::{decode_omi_object, omi_opus_container, trim_to_samples};
-use crate::read::download::preference;
-use crate::read::format::{AudioFormat, FormatCheck};
+use crate::read::download::{DownloadOptions, DownloadRequest, PlaceOptions, Placed, PlacedAudio};
 use crate::read::list::ListEntry;
 use crate::read::placement::Overlap;
 use crate::read::policy::PackSealing;
-use crate::read::timeline::continues;
 use crate::service::ChunkService;
 use crate::write::pack::PackInput;
-use chunk_format::omi_opus::OpusContainer;
+use futures::StreamExt;
 
 /// Whether compaction also re-seals packs sealed under another key than the active one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -144,6 +142,11 @@ pub struct CompactionReport {
     pub skipped: Vec<(String, String)>,
     /// Chunks in the new packs.
     pub chunks: usize,
+    /// Groups left as they are (first source, why): their audio could not be written as a
+    /// pack that downloads place exactly where they place it now. This happens only where a
+    /// source's audio resumes a fraction of a millisecond after audio of an object outside the
+    /// group (a pack chunk starts on a whole millisecond); nothing is written or deleted.
+    pub declined: Vec<(String, String)>,
 }
 
 impl ChunkService {
@@ -301,8 +304,8 @@ impl ChunkService {
         })
     }
 
-    /// The audit's overlaps whose two objects go into the same new pack (audio that the merge
-    /// trims and no download serves), and their length in ms.
+    /// The audit's overlaps whose trimmed object goes into a new pack (audio of a source that
+    /// no download serves, so the new pack will not hold it), and their length in ms.
     async fn shadowed_by_groups(
         &self,
         uid: &UserId,
@@ -310,10 +313,9 @@ impl ChunkService {
         groups: &[CompactionGroup],
         omi_rate: u32,
     ) -> Result<(Vec<Overlap>, u64), ServiceError> {
-        let group_of: std::collections::HashMap<&str, usize> = groups
+        let merged: HashSet<&str> = groups
             .iter()
-            .enumerate()
-            .flat_map(|(i, g)| g.sources.iter().map(move |s| (s.path.as_str(), i)))
+            .flat_map(|g| g.sources.iter().map(|s| s.path.as_str()))
             .collect();
         let options = AuditOptions {
             sample_rate: omi_rate,
@@ -323,11 +325,9 @@ impl ChunkService {
         let shadowed: Vec<Overlap> = audit
             .overlaps
             .into_iter()
-            .filter(|o| {
-                group_of
-                    .get(o.trimmed.as_str())
-                    .is_some_and(|g| group_of.get(o.kept.as_str()) == Some(g))
-            })
+            // Audio of a source that a download does not serve, whichever object wins there:
+            // the new pack holds only what downloads serve.
+            .filter(|o| merged.contains(o.trimmed.as_str()))
             .collect();
         let samples: u64 = shadowed.iter().map(|o| o.span.samples).sum();
         Ok((shadowed, samples * 1000 / rate))
@@ -351,106 +351,137 @@ impl ChunkService {
     /// groups already done stay done, and the failed group's sources are untouched.
     pub async fn compact(&self, plan: &CompactionPlan) -> Result<CompactionReport, ServiceError> {
         let mut report = CompactionReport::default();
+        if plan.groups.is_empty() {
+            return Ok(report);
+        }
+        // What is stored now: each group is placed among everything that overlaps it.
+        let listing = self.list(&plan.uid, &plan.conversation).await?;
         for group in &plan.groups {
-            self.compact_group(&plan.uid, &plan.conversation, group, &mut report)
-                .await?;
+            self.compact_group(
+                &plan.uid,
+                &plan.conversation,
+                &listing.chunks,
+                group,
+                &mut report,
+            )
+            .await?;
         }
         Ok(report)
     }
 
+    /// Compacts one group: places the conversation's audio over the group's time with the
+    /// read pipeline ([`ChunkService::place`], the code downloads use), keeps the pieces that
+    /// come from the group's sources, writes them as one pack, verifies it, then deletes the
+    /// sources. Audio no download serves (trimmed behind earlier audio) is not in the pieces,
+    /// and audio other objects win keeps being theirs: every range download is the same
+    /// before and after, by construction.
     async fn compact_group(
         &self,
         uid: &UserId,
         conversation: &ConversationId,
+        listing: &[ListEntry],
         group: &CompactionGroup,
         report: &mut CompactionReport,
     ) -> Result<(), ServiceError> {
-        let key = self.omi_key(uid)?;
         let sealing = self.pack_sealing(uid).await?;
+        let omi_rate = self.inner.config.pack.sample_rate;
+        let sources: HashMap<&str, &ListEntry> = group
+            .sources
+            .iter()
+            .map(|source| (source.path.as_str(), source))
+            .collect();
+        let end_ms = group
+            .sources
+            .iter()
+            .map(|source| source.end_bound_ms(omi_rate))
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1);
+        let request = DownloadRequest::Range {
+            from: group.start,
+            to: Timestamp::from_millis(end_ms).unwrap_or(Timestamp::MAX),
+        };
+        let options = DownloadOptions {
+            fill_gaps: false,
+            sample_rate: omi_rate,
+            max_span: Duration::MAX,
+            skip_bad: true,
+        };
+        let mut placed = self
+            .place(
+                uid,
+                conversation,
+                listing,
+                &request,
+                options,
+                PlaceOptions::compaction(),
+            )
+            .await?;
         let mut sealed = sealing == PackSealing::Required;
         // The first plaintext pack among the sources: it may not go into sealed output.
         let mut plaintext_pack: Option<String> = None;
-        // The group's one format, from the sources (pack headers; Omi objects at the
-        // configured rate): the new pack is written in it, and a group that mixes formats is
-        // refused before anything is written or deleted.
-        let mut formats = FormatCheck::default();
-        // Placement units (an Omi object, a stretch of a pack) in source order; and the
-        // sources consumed.
-        let mut units: Vec<Vec<Run>> = Vec::new();
-        let mut consumed: Vec<String> = Vec::new();
-        let mut singles: BTreeMap<Timestamp, Vec<&ListEntry>> = BTreeMap::new();
-        let mut ordered: Vec<Vec<&ListEntry>> = Vec::new();
-        for source in &group.sources {
-            if source.is_batch {
-                ordered.push(vec![source]);
-            } else {
-                singles.entry(source.start).or_default().push(source);
-            }
-        }
-        for mut candidates in singles.into_values() {
-            candidates.sort_by_key(|e| preference(e.kind));
-            ordered.push(candidates);
-        }
-        // Same placement order as a download: by start, multi-chunk objects first on ties.
-        ordered.sort_by_key(|c| (c[0].start, !c[0].is_batch));
-        for candidates in ordered {
-            let mut decoded = None;
-            for candidate in &candidates {
-                match self
-                    .decode_for_compaction(uid, conversation, candidate, key.as_ref(), sealing)
-                    .await
-                {
-                    Ok(found) => {
-                        decoded = Some((candidate, found));
-                        break;
+        let mut failed: HashSet<String> = HashSet::new();
+        let mut chunks = PackChunker::new(placed.sample_rate, group.start);
+        // Whether the audio being placed is a source's.
+        let mut ours = false;
+        while let Some(item) = placed.pieces.next().await {
+            match item {
+                Ok(Placed::Object(from)) => {
+                    ours = false;
+                    if let Some(source) = sources.get(&*from.path) {
+                        ours = true;
+                        sealed |= from.sealed;
+                        if source.kind == ObjectKind::Pack && !from.sealed {
+                            plaintext_pack.get_or_insert_with(|| source.path.clone());
+                        }
                     }
-                    Err(ServiceError::Store(error)) => return Err(error.into()),
-                    // Refused, not undecodable: the compaction fails, naming the object.
-                    Err(error @ ServiceError::Unsealed { .. }) => return Err(error),
-                    Err(error) => report
-                        .skipped
-                        .push((candidate.path.clone(), error.to_string())),
+                    for skip in from.passed_over {
+                        if sources.contains_key(skip.path.as_str()) {
+                            failed.insert(skip.path.clone());
+                            report.skipped.push((skip.path, skip.reason));
+                        }
+                    }
                 }
-            }
-            let Some((chosen, (chunks, was_sealed, format))) = decoded else {
-                continue;
-            };
-            formats.see(&chosen.path, format)?;
-            sealed |= was_sealed;
-            if chosen.kind == ObjectKind::Pack && !was_sealed {
-                plaintext_pack.get_or_insert_with(|| chosen.path.clone());
-            }
-            units.extend(placement_units(chunks, format.rate));
-            // Every candidate of a decodable group is replaced (downloads used only `chosen`),
-            // except the undecodable ones, which stay where they are.
-            for candidate in &candidates {
-                let skipped = report.skipped.iter().any(|(p, _)| p == &candidate.path);
-                if !skipped || candidate.path == chosen.path {
-                    consumed.push(candidate.path.clone());
+                Ok(Placed::Audio(audio)) if ours => {
+                    if let Err(Unplaceable) = chunks.push(audio) {
+                        let first = group.sources.first().map(|s| s.path.clone());
+                        report.declined.push((
+                            first.unwrap_or_default(),
+                            "a source's audio resumes between two whole milliseconds after \
+                             another object's audio: no pack chunk can start there"
+                                .to_owned(),
+                        ));
+                        tracing::info!(start = %group.start, "compaction group declined");
+                        return Ok(());
+                    }
                 }
+                Ok(_) => {}
+                // Every object was skipped: nothing to write.
+                Err(ServiceError::NoAudio { .. }) => break,
+                Err(error) => return Err(error),
             }
         }
-        let omi_rate = self.inner.config.pack.sample_rate;
-        let format = formats.format().unwrap_or(AudioFormat::mono(omi_rate));
-        if format.channels != 1 {
-            return Err(ServiceError::InvalidInput(format!(
-                "{}: compaction merges mono audio; this group has {} channels",
-                group.sources[0].path, format.channels
-            )));
+        if let Ok(skipped) = placed.skipped.lock() {
+            for skip in skipped.iter() {
+                if sources.contains_key(skip.path.as_str()) {
+                    failed.insert(skip.path.clone());
+                    report
+                        .skipped
+                        .push((skip.path.clone(), skip.reason.clone()));
+                }
+            }
         }
         if sealed && let Some(path) = plaintext_pack {
             // Sealing it would turn audio anyone could have written into authenticated audio.
             return Err(ServiceError::Unsealed { path });
         }
-        // Placed as a download places them: units by start, ties in source order.
-        units.sort_by_key(|unit| unit.first().map_or(0, |run| run.start_ms));
-        let chunks = trim_overlaps(units.into_iter().flatten().collect(), format.rate);
+        let chunks = chunks.finish();
         if chunks.is_empty() {
             return Ok(());
         }
         let config = PackConfig {
-            sample_rate: format.rate,
-            channels: format.channels,
+            sample_rate: placed.sample_rate,
+            channels: 1,
             ..self.inner.config.pack
         };
         let level = if sealed {
@@ -461,7 +492,13 @@ impl ChunkService {
         let path = self
             .write_fresh_pack(uid, conversation, &chunks, level, config)
             .await?;
-        consumed.retain(|p| p != &path);
+        // Undecodable sources stay where they are (nothing of theirs was copied).
+        let consumed: Vec<String> = group
+            .sources
+            .iter()
+            .map(|source| source.path.clone())
+            .filter(|source| !failed.contains(source) && *source != path)
+            .collect();
         self.inner.store.delete_many(consumed.iter()).await?;
         tracing::info!(%path, sources = consumed.len(), chunks = chunks.len(), "compacted");
         report.chunks += chunks.len();
@@ -469,212 +506,96 @@ impl ChunkService {
         report.deleted.extend(consumed);
         Ok(())
     }
-
-    /// Decodes one source into runs of audio and says whether it was sealed and what format
-    /// its audio is in. Runs from Opus (an Opus pack's frames, an Omi `.opus` object) keep
-    /// their container, so an Opus pack can store it unchanged.
-    async fn decode_for_compaction(
-        &self,
-        uid: &UserId,
-        conversation: &ConversationId,
-        source: &ListEntry,
-        key: Option<&chunk_crypto::UserKey>,
-        sealing: PackSealing,
-    ) -> Result<(Vec<Run>, bool, AudioFormat), ServiceError> {
-        let omi_format = AudioFormat::mono(self.inner.config.pack.sample_rate);
-        let limit = self.inner.config.max_decoded_chunk as u64;
-        if source.kind == ObjectKind::Pack {
-            let pack = self
-                .read_pack_chunks(uid, conversation, &source.path, sealing)
-                .await?;
-            let chunks = pack
-                .chunks
-                .into_iter()
-                .map(|c| Run {
-                    start_ms: c.start.as_millis(),
-                    pcm: c.pcm,
-                    opus: c.opus,
-                })
-                .collect();
-            let format = AudioFormat {
-                rate: pack.sample_rate,
-                channels: pack.channels,
-            };
-            return Ok((chunks, pack.sealed, format));
-        }
-        self.check_omi_size(&source.path, source.kind, source.size)?;
-        let bytes = self.inner.store.read(&source.path).await?;
-        if matches!(source.kind, ObjectKind::Opus | ObjectKind::OpusEnc) {
-            let container = omi_opus_container(&source.path, source.kind, bytes, key)?;
-            let pcm = decode_omi_object(
-                &source.path,
-                ObjectKind::Opus,
-                container.clone(),
-                None,
-                limit,
-            )?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-            // A container whose PCM was trimmed to whole samples (an odd original length)
-            // does not decode to exactly `pcm`: keep only the PCM then.
-            let exact = OpusContainer::parse(&container)
-                .is_ok_and(|c| u64::from(c.original_pcm_len()) == pcm.len() as u64);
-            let run = Run {
-                start_ms: source.start.as_millis(),
-                pcm,
-                opus: exact.then_some(container),
-            };
-            return Ok((vec![run], source.kind.is_encrypted(), omi_format));
-        }
-        let pieces = decode_omi_object(&source.path, source.kind, bytes, key, limit)?;
-        let start = source.start.as_millis();
-        let rate = u64::from(omi_format.rate.max(1));
-        let whole_ms = |pcm: &Bytes| (pcm.len() as u64 / 2 * 1000).is_multiple_of(rate);
-        let chunks = if source.kind == ObjectKind::BatchEnc && pieces.iter().all(whole_ms) {
-            let mut at = start;
-            pieces
-                .into_iter()
-                .map(|pcm| {
-                    let len = pcm.len() as u64;
-                    let run = Run::pcm(at, pcm);
-                    at += len / 2 * 1000 / rate;
-                    run
-                })
-                .collect()
-        } else {
-            let mut all = Vec::new();
-            for piece in pieces {
-                all.extend_from_slice(&piece);
-            }
-            vec![Run::pcm(start, trim_to_samples(Bytes::from(all)))]
-        };
-        Ok((chunks, source.kind.is_encrypted(), omi_format))
-    }
 }
 
-/// Places runs of audio at `rate` like a download does (earlier audio wins where they overlap) and returns
-/// chunks that do not overlap, ready for a pack. A run that loses audio to an overlap
-/// loses its Opus container too (it no longer decodes to the kept PCM).
+/// Cuts placed audio into pack chunks that a download places exactly where the audio was.
 ///
-/// A pack chunk starts on a whole millisecond, but placed audio can end between two (a
-/// chunk of 8 samples at 16 kHz ends half a millisecond in). The part of a trimmed run up to
-/// the next instant that is both a whole millisecond and a whole sample therefore extends
-/// the chunk placed last, which ends exactly where the run resumes; the rest starts a new
-/// chunk at that instant. Rounding the resumed chunk's start instead would drop those
-/// samples, which downloads before compaction serve.
-fn trim_overlaps(runs: Vec<Run>, rate: u32) -> Vec<PackInput> {
-    let rate = u64::from(rate.max(1));
-    let mut out: Vec<(Timestamp, Run)> = Vec::new();
-    // End of the audio placed so far, in samples since the epoch (exact for whole ms).
-    let mut cursor: Option<u64> = None;
-    for Run {
-        start_ms,
-        pcm,
-        mut opus,
-    } in runs
-    {
-        let start = start_ms * rate / 1000;
-        let untrimmed = pcm.len();
-        let mut pcm = trim_to_samples(pcm);
-        let mut start_ms = start_ms;
-        if let Some(end) = cursor
-            && start < end
-        {
-            let drop = ((end - start) * 2).min(pcm.len() as u64) as usize;
-            pcm = pcm.slice(drop..);
-            if pcm.is_empty() {
-                continue;
-            }
-            // The rest resumes exactly at `end`, right after the last chunk in `out`.
-            start_ms = next_exact_ms(end, rate);
-            let head = (((start_ms * rate / 1000) - end) * 2).min(pcm.len() as u64) as usize;
-            if head > 0
-                && let Some((_, last)) = out.last_mut()
-            {
-                let mut joined = Vec::with_capacity(last.pcm.len() + head);
-                joined.extend_from_slice(&last.pcm);
-                joined.extend_from_slice(&pcm[..head]);
-                last.pcm = Bytes::from(joined);
-                last.opus = None;
-                cursor = Some(end + head as u64 / 2);
-            }
-            pcm = pcm.slice(head..);
-        }
-        if pcm.is_empty() {
-            continue;
-        }
-        let samples = pcm.len() as u64 / 2;
-        let chunk_start = start_ms * rate / 1000;
-        cursor = Some(cursor.map_or(chunk_start + samples, |c| c.max(chunk_start + samples)));
-        if pcm.len() != untrimmed {
-            opus = None;
-        }
-        if let Some(ts) = Timestamp::from_millis(start_ms) {
-            out.push((
-                ts,
-                Run {
-                    start_ms,
-                    pcm,
-                    opus,
-                },
-            ));
-        }
-    }
-    out.into_iter()
-        .map(|(ts, run)| PackInput::decoded(ts, run.pcm, run.opus))
-        .collect()
+/// A piece that begins its chunk or object untrimmed keeps that start. A piece trimmed at its
+/// head (it resumes right after earlier audio) starts a chunk at its first sample when that
+/// sample falls on a whole millisecond counted from the group's start; otherwise its samples
+/// up to the next such instant extend the chunk before it (which ends exactly where the piece
+/// resumes), and the rest starts a chunk there. Rounding the resumed chunk's start instead
+/// would move or drop samples that downloads serve. (At rates that are not a multiple of
+/// 1 kHz, chunk starts that are not whole samples are placed by rounding down, relative to
+/// each download's origin; the guarantee holds exactly for starts on whole samples, as at
+/// 8, 16 and 48 kHz.)
+struct PackChunker {
+    rate: u64,
+    /// The group's start, the origin of the placed positions.
+    origin_ms: u64,
+    chunks: Vec<(u64, Bytes, Option<Bytes>)>,
+    /// Position just after the last chunk's audio, in samples from the origin.
+    end: Option<i128>,
 }
 
-/// Splits one source's runs into the units a download places it as: stretches of runs that
-/// each follow the one before ([`continues`]).
-fn placement_units(runs: Vec<Run>, rate: u32) -> Vec<Vec<Run>> {
-    let mut units: Vec<Vec<Run>> = Vec::new();
-    for run in runs {
-        let follows = units
-            .last()
-            .and_then(|unit| unit.last())
-            .is_some_and(|prev| {
-                continues(prev.start_ms, prev.pcm.len() as u64 / 2, run.start_ms, rate)
-            });
-        match units.last_mut() {
-            Some(unit) if follows => unit.push(run),
-            _ => units.push(vec![run]),
+impl PackChunker {
+    fn new(rate: u32, origin: Timestamp) -> PackChunker {
+        PackChunker {
+            rate: u64::from(rate.max(1)),
+            origin_ms: origin.as_millis(),
+            chunks: Vec::new(),
+            end: None,
         }
     }
-    units
+
+    /// Adds one placed piece.
+    fn push(&mut self, audio: PlacedAudio) -> Result<(), Unplaceable> {
+        let at = audio.at.ok_or(Unplaceable)?;
+        let samples = i128::try_from(audio.pcm.len() / 2).unwrap_or(i128::MAX);
+        if audio.pcm.is_empty() {
+            return Ok(());
+        }
+        let follows = self.end == Some(at);
+        let step = i128::from(self.rate / gcd(self.rate, 1000));
+        let ms_at = |position: i128| {
+            u64::try_from(position * 1000 / i128::from(self.rate))
+                .map(|ms| self.origin_ms + ms)
+                .map_err(|_| Unplaceable)
+        };
+        if let Some(start_ms) = audio.head_ms {
+            self.chunks.push((start_ms, audio.pcm, audio.opus));
+        } else if at.rem_euclid(step) == 0 {
+            self.chunks.push((ms_at(at)?, audio.pcm, None));
+        } else if follows && let Some((_, last, opus)) = self.chunks.last_mut() {
+            let next = (at.div_euclid(step) + 1) * step;
+            let head = usize::try_from((next - at) * 2)
+                .unwrap_or(usize::MAX)
+                .min(audio.pcm.len());
+            let mut joined = Vec::with_capacity(last.len() + head);
+            joined.extend_from_slice(last);
+            joined.extend_from_slice(&audio.pcm[..head]);
+            *last = Bytes::from(joined);
+            *opus = None;
+            let rest = audio.pcm.slice(head..);
+            if !rest.is_empty() {
+                self.chunks.push((ms_at(next)?, rest, None));
+            }
+        } else {
+            return Err(Unplaceable);
+        }
+        self.end = Some(at + samples);
+        Ok(())
+    }
+
+    /// The chunks, in order.
+    fn finish(self) -> Vec<PackInput> {
+        self.chunks
+            .into_iter()
+            .filter_map(|(start_ms, pcm, opus)| {
+                Timestamp::from_millis(start_ms).map(|ts| PackInput::decoded(ts, pcm, opus))
+            })
+            .collect()
+    }
 }
 
-/// The first instant at or after sample `position` (samples since the epoch at `rate`) that is
-/// a whole millisecond falling on a whole sample, in milliseconds. At 16 kHz that is every
-/// millisecond; at 44.1 kHz every tenth.
-fn next_exact_ms(position: u64, rate: u64) -> u64 {
-    let step = 1000 / gcd(rate, 1000);
-    (position * 1000).div_ceil(rate).div_ceil(step) * step
-}
+/// A piece no pack chunk can hold at its place: it resumes off a whole millisecond right
+/// after another object's audio, so it neither starts a chunk nor extends one.
+#[derive(Debug)]
+struct Unplaceable;
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         (a, b) = (b, a % b);
     }
     a
-}
-
-/// Audio from one source, placed at `start_ms`; `opus` is the Omi Opus container it was
-/// decoded from, when it decodes to exactly `pcm`.
-#[derive(Debug)]
-struct Run {
-    start_ms: u64,
-    pcm: Bytes,
-    opus: Option<Bytes>,
-}
-
-impl Run {
-    fn pcm(start_ms: u64, pcm: Bytes) -> Run {
-        Run {
-            start_ms,
-            pcm,
-            opus: None,
-        }
-    }
 }

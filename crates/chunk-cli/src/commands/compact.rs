@@ -49,6 +49,9 @@ pub(crate) async fn run(ctx: &Context, args: &CompactArgs) -> Result<()> {
     for (path, reason) in &report.skipped {
         outln!("skipped {path}: {reason}")?;
     }
+    for (path, reason) in &report.declined {
+        outln!("left    the group starting with {path}: {reason}")?;
+    }
     outln!(
         "compacted {} object(s) into {} pack(s) holding {} chunk(s) in {}; {} object(s) left \
          undecodable in place",

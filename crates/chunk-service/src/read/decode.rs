@@ -89,6 +89,26 @@ pub(crate) fn decode_omi_object(
     }
 }
 
+/// [`decode_omi_object`], also returning the Omi Opus container of an `.opus` / `.opus.enc`
+/// object when it decodes to exactly the returned PCM (a container whose PCM was trimmed to
+/// whole samples does not): what lets compaction store an Opus chunk unchanged.
+pub(crate) fn decode_omi_keeping_opus(
+    path: &str,
+    kind: ObjectKind,
+    bytes: Bytes,
+    key: Option<&UserKey>,
+    limit: u64,
+) -> Result<(Vec<Bytes>, Option<Bytes>), ServiceError> {
+    if !matches!(kind, ObjectKind::Opus | ObjectKind::OpusEnc) {
+        return decode_omi_object(path, kind, bytes, key, limit).map(|pieces| (pieces, None));
+    }
+    let container = omi_opus_container(path, kind, bytes, key)?;
+    let pcm = decode_opus(path, &container, limit)?;
+    let exact = OpusContainer::parse(&container)
+        .is_ok_and(|c| u64::from(c.original_pcm_len()) == pcm.len() as u64);
+    Ok((vec![pcm], exact.then_some(container)))
+}
+
 /// The Omi Opus container an `.opus` object is, or an `.opus.enc` object seals (opened with
 /// `key`). Other kinds are an error.
 pub(crate) fn omi_opus_container(

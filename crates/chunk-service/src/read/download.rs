@@ -15,12 +15,12 @@ use chunk_store::{ConversationId, StoreError, UserId};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use crate::error::ServiceError;
-use crate::read::decode::decode_omi_object;
+use crate::read::decode::decode_omi_keeping_opus;
 use crate::read::format::{AudioFormat, FormatCheck};
 use crate::read::list::ListEntry;
 use crate::read::pack::LoadedPack;
 use crate::read::placement::{MergeReport, PlacedObject, SharedReport};
-use crate::read::policy::PackSealing;
+use crate::read::policy::{OpenFor, PackSealing};
 use crate::read::timeline::{
     Joining, Piece, Placing, SpanTimeline, Timeline, continues, stretches,
 };
@@ -370,12 +370,118 @@ impl Selection {
     }
 }
 
-/// Audio of one job: the object it came from, and (start in ms, contiguous PCM pieces) per
-/// placed run.
+/// Audio of one job: the object it came from, whether it was sealed, its runs of audio, and
+/// the candidates tried before it that did not decode.
 #[derive(Debug, Default)]
 struct Decoded {
     path: Arc<str>,
-    runs: Vec<(u64, Vec<Bytes>)>,
+    sealed: bool,
+    runs: Vec<DecodedRun>,
+    passed_over: Vec<SkippedObject>,
+}
+
+/// Contiguous audio of one job placed at `start_ms`: one pack chunk, or an Omi object's pieces
+/// (one per chunk it records). `opus` is the Omi Opus container of a run of one piece that
+/// decodes to exactly that piece (kept only when asked for: compaction).
+#[derive(Debug)]
+struct DecodedRun {
+    start_ms: u64,
+    pieces: Vec<Bytes>,
+    opus: Option<Bytes>,
+}
+
+/// How the placing pipeline reads: what a download needs, or what compaction needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PlaceOptions {
+    /// How skipped objects are logged.
+    skips: Skips,
+    /// Keep the Omi Opus container of chunks that decode to exactly their PCM.
+    keep_opus: bool,
+    /// Why sealed packs are opened (compaction may open retired keys' packs to re-seal them).
+    purpose: OpenFor,
+    /// A plaintext pack where sealing is required fails the read even with `skip_bad`.
+    refuse_unsealed: bool,
+    /// [`DownloadOptions::skip_bad`], set by [`ChunkService::place`].
+    skip_bad: bool,
+}
+
+impl PlaceOptions {
+    /// A download's (or the audit's, with [`Skips::Debug`]).
+    pub(crate) fn download(skips: Skips) -> PlaceOptions {
+        PlaceOptions {
+            skips,
+            keep_opus: false,
+            purpose: OpenFor::Reading,
+            refuse_unsealed: false,
+            skip_bad: false,
+        }
+    }
+
+    /// Compaction's: Opus containers kept, retired keys opened to re-seal, and a plaintext pack
+    /// that sealing requires refused (it is not undecodable, it is not allowed).
+    pub(crate) fn compaction() -> PlaceOptions {
+        PlaceOptions {
+            skips: Skips::Debug,
+            keep_opus: true,
+            purpose: OpenFor::Resealing,
+            refuse_unsealed: true,
+            skip_bad: false,
+        }
+    }
+
+    /// Whether a bad object is skipped (with `skip_bad`) rather than failing the read.
+    fn skips_over(&self, error: &ServiceError) -> bool {
+        self.skip_bad && !(self.refuse_unsealed && matches!(error, ServiceError::Unsealed { .. }))
+    }
+}
+
+/// What the placing pipeline yields, in output order.
+#[derive(Debug)]
+pub(crate) enum Placed {
+    /// The audio that follows, up to the next `Object`, is this object's.
+    Object(PlacedFrom),
+    /// This many samples of silence (a filled gap).
+    Silence(u64),
+    /// Audio placed on the timeline.
+    Audio(PlacedAudio),
+}
+
+/// An object whose audio is placed next.
+#[derive(Debug)]
+pub(crate) struct PlacedFrom {
+    pub(crate) path: Arc<str>,
+    /// Whether the object was sealed (an Omi `.enc` kind, a sealed pack).
+    pub(crate) sealed: bool,
+    /// Candidates at the same instant tried before it that did not decode (they stay stored).
+    pub(crate) passed_over: Vec<SkippedObject>,
+}
+
+/// A piece of placed audio.
+#[derive(Debug)]
+pub(crate) struct PlacedAudio {
+    /// First sample's position, in samples from the timeline's origin (`None` when audio is
+    /// concatenated, not placed in time).
+    pub(crate) at: Option<i128>,
+    /// PCM16LE, as placed (trimmed where earlier audio overlaps it).
+    pub(crate) pcm: Bytes,
+    /// The start (ms) of the chunk or object this piece begins, when nothing before its first
+    /// sample was trimmed: a chunk written at this start is placed exactly where it is.
+    pub(crate) head_ms: Option<u64>,
+    /// The Omi Opus container that decodes to exactly `pcm` (see [`PlaceOptions::compaction`]).
+    pub(crate) opus: Option<Bytes>,
+}
+
+/// The placing pipeline's output: placed pieces, streamed, and what the read found.
+pub(crate) struct PlacedStream {
+    pub(crate) pieces: BoxStream<'static, Result<Placed, ServiceError>>,
+    /// The one sample rate of the objects read.
+    pub(crate) sample_rate: u32,
+    /// An upper bound of the PCM bytes the pieces add up to.
+    pub(crate) max_bytes: u64,
+    /// How many fetch jobs the plan had (none: nothing to read).
+    pub(crate) jobs: usize,
+    pub(crate) skipped: Skipped,
+    pub(crate) report: SharedReport,
 }
 
 /// Omi's lookup order for single-chunk objects sharing one timestamp.
@@ -424,12 +530,65 @@ impl ChunkService {
                 "sample rate must be positive".into(),
             ));
         }
+        let listing = self.list(uid, conversation).await?;
+        let placed = self
+            .place(
+                uid,
+                conversation,
+                &listing.chunks,
+                request,
+                options,
+                PlaceOptions::download(skips),
+            )
+            .await?;
+        if placed.jobs == 0 {
+            return Err(ServiceError::NoAudio {
+                uid: uid.to_string(),
+                conversation: conversation.to_string(),
+            });
+        }
+        let bytes = placed.pieces.flat_map(|item| match item {
+            Ok(placed) => stream::iter(placed_bytes(placed).map(Ok)).left_stream(),
+            Err(error) => stream::iter([Err(error)]).right_stream(),
+        });
+        Ok(PcmStream {
+            inner: bytes.boxed(),
+            sample_rate: placed.sample_rate,
+            max_bytes: placed.max_bytes,
+            skipped: placed.skipped,
+            report: placed.report,
+        })
+    }
+
+    /// The read pipeline under downloads and compaction: plans `entries` (one conversation's
+    /// objects, or a part of them) for `request`, fetches and decodes them with bounded
+    /// concurrency and memory, and places their audio on one timeline, streamed in output
+    /// order. Every rule of which audio is served where lives here, so what compaction writes
+    /// is what a download serves. A plan without jobs yields a stream that ends in
+    /// [`ServiceError::NoAudio`].
+    pub(crate) async fn place(
+        &self,
+        uid: &UserId,
+        conversation: &ConversationId,
+        entries: &[ListEntry],
+        request: &DownloadRequest,
+        options: DownloadOptions,
+        how: PlaceOptions,
+    ) -> Result<PlacedStream, ServiceError> {
+        if options.sample_rate == 0 {
+            return Err(ServiceError::InvalidInput(
+                "sample rate must be positive".into(),
+            ));
+        }
         let no_audio = || ServiceError::NoAudio {
             uid: uid.to_string(),
             conversation: conversation.to_string(),
         };
-        let listing = self.list(uid, conversation).await?;
-        let mut planned = plan(&listing.chunks, request, options.sample_rate);
+        let how = PlaceOptions {
+            skip_bad: options.skip_bad,
+            ..how
+        };
+        let mut planned = plan(entries, request, options.sample_rate);
         // Omi's v2 spans of the batches planned (one stat each where the store keeps
         // metadata).
         self.read_spans(
@@ -444,18 +603,9 @@ impl ChunkService {
         .await?;
         let sealing = self.pack_sealing(uid).await?;
         let (mut jobs, mut skipped_packs) = self
-            .expand(
-                uid,
-                conversation,
-                &listing.chunks,
-                planned,
-                options.skip_bad.then_some(skips),
-                sealing,
-            )
+            .expand(uid, conversation, entries, planned, how, sealing)
             .await?;
-        if jobs.is_empty() {
-            return Err(no_audio());
-        }
+        let job_count = jobs.len();
         // One format for the whole output, from the data.
         let mut formats = FormatCheck::default();
         for job in &jobs {
@@ -468,7 +618,8 @@ impl ChunkService {
         if format.channels != 1 {
             return Err(ServiceError::InvalidInput(format!(
                 "{}: downloads merge mono audio; this object has {} channels",
-                jobs[0].format(options.sample_rate).0,
+                jobs.first()
+                    .map_or("", |job| job.format(options.sample_rate).0),
                 format.channels
             )));
         }
@@ -544,13 +695,10 @@ impl ChunkService {
             .min(budget_slots);
         let service = self.clone();
         let skipped: Skipped = Arc::default();
-        for skip in std::mem::take(&mut skipped_packs) {
-            if let Ok(mut all) = skipped.lock() {
-                all.push(skip);
-            }
+        if let Ok(mut all) = skipped.lock() {
+            all.append(&mut skipped_packs);
         }
         let fetch_skipped = skipped.clone();
-        let skip_bad = options.skip_bad;
         let decoded = stream::iter(jobs)
             .map(move |job| {
                 let service = service.clone();
@@ -558,13 +706,14 @@ impl ChunkService {
                 let skipped = fetch_skipped.clone();
                 async move {
                     match service
-                        .fetch_job(job, key.as_ref(), place_by_span, skips)
+                        .fetch_job(job, key.as_ref(), place_by_span, how)
                         .await
                     {
-                        Err(Fetch::Bad(skip)) if skip_bad => {
-                            skips.log(&skip.path, &skip.reason, "object skipped (skip_bad)");
+                        Err(Fetch::Bad(skip)) if how.skips_over(&skip.error) => {
+                            how.skips
+                                .log(&skip.path, &skip.reason, "object skipped (skip_bad)");
                             if let Ok(mut all) = skipped.lock() {
-                                all.push(skip.into_skipped());
+                                all.extend(skip.into_skipped());
                             }
                             Ok(Decoded::default())
                         }
@@ -583,7 +732,7 @@ impl ChunkService {
             loop {
                 match decoded.next().await {
                     Some(Ok(job)) => {
-                        let out: Vec<Result<Piece, ServiceError>> =
+                        let out: Vec<Result<Placed, ServiceError>> =
                             timeline.place(job, &report).into_iter().map(Ok).collect();
                         if !out.is_empty() {
                             let state = Some((decoded, timeline, no_audio, report));
@@ -596,15 +745,12 @@ impl ChunkService {
                 }
             }
         })
-        .flatten()
-        .flat_map(|item| match item {
-            Ok(piece) => stream::iter(piece_bytes(piece).map(Ok)).left_stream(),
-            Err(error) => stream::iter([Err(error)]).right_stream(),
-        });
-        Ok(PcmStream {
-            inner: pieces.boxed(),
+        .flatten();
+        Ok(PlacedStream {
+            pieces: pieces.boxed(),
             sample_rate: rate,
             max_bytes,
+            jobs: job_count,
             skipped,
             report,
         })
@@ -618,33 +764,31 @@ impl ChunkService {
         conversation: &ConversationId,
         entries: &[ListEntry],
         planned: Vec<Planned>,
-        skip_bad: Option<Skips>,
+        how: PlaceOptions,
         sealing: PackSealing,
     ) -> Result<(Vec<Job>, Vec<SkippedObject>), ServiceError> {
         let concurrency = self.inner.config.download_concurrency.get();
         // Read every planned pack's index first (bounded concurrency), keeping plan order.
         // An error is Ok(skip) for a pack skipped under `skip_bad`, Err(error) otherwise.
-        type Loaded = Result<(Planned, Option<LoadedPack>), Result<SkippedObject, ServiceError>>;
+        type Loaded =
+            Result<(Planned, Option<LoadedPack>), Result<Vec<SkippedObject>, ServiceError>>;
         let loaded: Vec<Loaded> = stream::iter(planned)
             .map(|planned| async move {
                 match &planned {
                     Planned::Omi(_) => Ok((planned, None)),
                     Planned::Pack(entry, _) => {
                         match self
-                            .load_pack(
-                                uid,
-                                conversation,
-                                &entry.path,
-                                entry.size,
-                                &entry.name,
-                                sealing,
-                            )
+                            .load_pack(uid, conversation, entry, sealing, how.purpose)
                             .await
                         {
                             Ok(pack) => Ok((planned, Some(pack))),
                             Err(error) => match bad_object(&entry.path, entry.start, error) {
-                                Fetch::Bad(skip) if let Some(skips) = skip_bad => {
-                                    skips.log(&skip.path, &skip.reason, "pack skipped (skip_bad)");
+                                Fetch::Bad(skip) if how.skips_over(&skip.error) => {
+                                    how.skips.log(
+                                        &skip.path,
+                                        &skip.reason,
+                                        "pack skipped (skip_bad)",
+                                    );
                                     Err(Ok(skip.into_skipped()))
                                 }
                                 Fetch::Bad(skip) => Err(Err(skip.error)),
@@ -662,7 +806,7 @@ impl ChunkService {
         for result in loaded {
             match result {
                 Ok(found) => kept.push(found),
-                Err(Ok(skip)) => skipped.push(skip),
+                Err(Ok(skip)) => skipped.extend(skip),
                 Err(Err(error)) => return Err(error),
             }
         }
@@ -735,14 +879,15 @@ impl ChunkService {
     }
 
     /// Fetches and decodes one job. An Omi job tries its candidates in Omi's order and
-    /// uses the first that decodes; only when none does is the job bad. A spanned Omi object
-    /// is placed at its span's start (to the ms) when `place_by_span`, else by its name.
+    /// uses the first that decodes; only when none does is the job bad (naming every
+    /// candidate). A spanned Omi object is placed at its span's start (to the ms) when
+    /// `place_by_span`, else by its name.
     async fn fetch_job(
         &self,
         job: Job,
         key: Option<&UserKey>,
         place_by_span: bool,
-        skips: Skips,
+        how: PlaceOptions,
     ) -> Result<Decoded, Fetch> {
         let candidates = match job {
             Job::PackRun { pack, run, .. } => {
@@ -751,63 +896,82 @@ impl ChunkService {
                     .entries()
                     .get(run.start)
                     .map_or(Timestamp::ZERO, |e| e.start);
-                return match self.read_pack_run(&pack, run).await {
-                    Ok(runs) => Ok(Decoded {
+                return match self.read_pack_run(&pack, run, how.keep_opus).await {
+                    Ok(chunks) => Ok(Decoded {
                         path: pack.path.as_str().into(),
-                        runs: runs
+                        sealed: pack.index.header().is_encrypted(),
+                        runs: chunks
                             .into_iter()
-                            .map(|(start, pcm)| (start, vec![pcm]))
+                            .map(|chunk| DecodedRun {
+                                start_ms: chunk.start_ms,
+                                pieces: vec![chunk.pcm],
+                                opus: chunk.opus,
+                            })
                             .collect(),
+                        passed_over: Vec::new(),
                     }),
                     Err(error) => Err(bad_object(&pack.path, start, error)),
                 };
             }
             Job::Omi { candidates, .. } => candidates,
         };
-        let mut first_bad: Option<Fetch> = None;
+        let mut failed: Vec<BadObject> = Vec::new();
         let limit = self.inner.config.max_decoded_chunk as u64;
         for candidate in &candidates {
+            let bad = |error| match bad_object(&candidate.path, candidate.start, error) {
+                Fetch::Bad(bad) => Ok(bad),
+                Fetch::Failed(error) => Err(error),
+            };
             if let Err(error) = self.check_omi_size(&candidate.path, candidate.kind, candidate.size)
             {
-                first_bad.get_or_insert(bad_object(&candidate.path, candidate.start, error));
+                failed.push(bad(error).map_err(Fetch::Failed)?);
                 continue;
             }
             let bytes = match self.inner.store.read(&candidate.path).await {
                 Ok(bytes) => bytes,
                 // Deleted between listing and fetch: try the next format, like a 404 in Omi.
                 Err(error @ StoreError::NotFound { .. }) => {
-                    first_bad.get_or_insert(bad_object(
-                        &candidate.path,
-                        candidate.start,
-                        error.into(),
-                    ));
+                    failed.push(bad(error.into()).map_err(Fetch::Failed)?);
                     continue;
                 }
                 Err(other) => return Err(Fetch::Failed(other.into())),
             };
-            match decode_omi_object(&candidate.path, candidate.kind, bytes, key, limit) {
-                Ok(pieces) => {
-                    let start = candidate
+            match decode_omi_keeping_opus(&candidate.path, candidate.kind, bytes, key, limit) {
+                Ok((pieces, opus)) => {
+                    let start_ms = candidate
                         .span_start_ms()
                         .filter(|_| place_by_span)
                         .unwrap_or(candidate.start.as_millis());
                     return Ok(Decoded {
                         path: candidate.path.as_str().into(),
-                        runs: vec![(start, pieces)],
+                        sealed: candidate.kind.is_encrypted(),
+                        runs: vec![DecodedRun {
+                            start_ms,
+                            pieces,
+                            opus: opus.filter(|_| how.keep_opus),
+                        }],
+                        passed_over: failed
+                            .into_iter()
+                            .flat_map(BadObject::into_skipped)
+                            .collect(),
                     });
                 }
                 Err(error) => {
-                    skips.log(
+                    how.skips.log(
                         &candidate.path,
                         &error.to_string(),
                         "undecodable object; trying the next format",
                     );
-                    first_bad.get_or_insert(bad_object(&candidate.path, candidate.start, error));
+                    failed.push(bad(error).map_err(Fetch::Failed)?);
                 }
             }
         }
-        match first_bad {
-            Some(bad) => Err(bad),
+        let mut failed = failed.into_iter();
+        match failed.next() {
+            Some(mut first) => {
+                first.others = failed.flat_map(BadObject::into_skipped).collect();
+                Err(Fetch::Bad(first))
+            }
             None => Ok(Decoded::default()),
         }
     }
@@ -822,17 +986,50 @@ enum Joiner {
 
 impl Joiner {
     /// Places one job's decoded runs, recording what placing found in `report`; returns what
-    /// to emit.
-    fn place(&mut self, decoded: Decoded, report: &SharedReport) -> Vec<Piece> {
+    /// to emit: the object (when the job decoded one), then its placed audio.
+    fn place(&mut self, decoded: Decoded, report: &SharedReport) -> Vec<Placed> {
         let mut out = Vec::new();
-        let Decoded { path, runs } = decoded;
+        let Decoded {
+            path,
+            sealed,
+            runs,
+            passed_over,
+        } = decoded;
+        if !path.is_empty() {
+            out.push(Placed::Object(PlacedFrom {
+                path: path.clone(),
+                sealed,
+                passed_over,
+            }));
+        }
         match self {
             Joiner::Ms(timeline) => {
                 timeline.object(path);
-                for (start_ms, pieces) in runs {
-                    out.extend(timeline.start_object(start_ms));
-                    for pcm in pieces {
-                        out.extend(timeline.audio(pcm));
+                for DecodedRun {
+                    start_ms,
+                    pieces,
+                    opus,
+                } in runs
+                {
+                    out.extend(timeline.start_object(start_ms).map(Placed::from));
+                    let head = timeline.position(start_ms);
+                    let single = pieces.len() == 1;
+                    for (i, pcm) in pieces.into_iter().enumerate() {
+                        let fed = pcm.len();
+                        match timeline.audio(pcm) {
+                            Some(Piece::Audio(kept)) => {
+                                let at = timeline.placed_at(kept.len() as u64 / 2);
+                                let untrimmed_head = i == 0 && at == Some(head);
+                                let whole = single && untrimmed_head && kept.len() == fed;
+                                out.push(Placed::Audio(PlacedAudio {
+                                    at,
+                                    head_ms: untrimmed_head.then_some(start_ms),
+                                    opus: if whole { opus.clone() } else { None },
+                                    pcm: kept,
+                                }));
+                            }
+                            other => out.extend(other.map(Placed::from)),
+                        }
                     }
                 }
             }
@@ -841,9 +1038,9 @@ impl Joiner {
                 let start = starts.pop_front();
                 if let Some(start) = start.filter(|_| !runs.is_empty()) {
                     timeline.object(path);
-                    out.extend(timeline.start_object(start));
-                    for pcm in runs.into_iter().flat_map(|(_, pieces)| pieces) {
-                        out.extend(timeline.audio(pcm));
+                    out.extend(timeline.start_object(start).map(Placed::from));
+                    for pcm in runs.into_iter().flat_map(|run| run.pieces) {
+                        out.extend(timeline.audio(pcm).map(Placed::from));
                     }
                 }
             }
@@ -890,21 +1087,26 @@ enum Fetch {
     Failed(ServiceError),
 }
 
-/// An object that gave no audio, and why.
+/// An object that gave no audio, and why; with the other candidates of its job that gave
+/// none either.
 struct BadObject {
     path: String,
     start: Timestamp,
     reason: String,
     error: ServiceError,
+    others: Vec<SkippedObject>,
 }
 
 impl BadObject {
-    fn into_skipped(self) -> SkippedObject {
-        SkippedObject {
+    /// The object and the others, as skipped objects.
+    fn into_skipped(self) -> Vec<SkippedObject> {
+        let mut all = vec![SkippedObject {
             path: self.path,
             start: self.start,
             reason: self.reason,
-        }
+        }];
+        all.extend(self.others);
+        all
     }
 }
 
@@ -922,6 +1124,7 @@ fn bad_object(path: &str, start: Timestamp, error: ServiceError) -> Fetch {
         start,
         reason: error.to_string(),
         error,
+        others: Vec::new(),
     })
 }
 
@@ -958,6 +1161,30 @@ fn output_span(request: &DownloadRequest, jobs: &[Job], options: DownloadOptions
 }
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+impl From<Piece> for Placed {
+    fn from(piece: Piece) -> Placed {
+        match piece {
+            Piece::Silence(samples) => Placed::Silence(samples),
+            Piece::Audio(pcm) => Placed::Audio(PlacedAudio {
+                at: None,
+                pcm,
+                head_ms: None,
+                opus: None,
+            }),
+        }
+    }
+}
+
+/// Expands a placed piece into output bytes (an object marker adds none).
+fn placed_bytes(placed: Placed) -> impl Iterator<Item = Bytes> {
+    let piece = match placed {
+        Placed::Object(_) => None,
+        Placed::Silence(samples) => Some(Piece::Silence(samples)),
+        Placed::Audio(audio) => Some(Piece::Audio(audio.pcm)),
+    };
+    piece.into_iter().flat_map(piece_bytes)
+}
 
 /// Expands a piece into output bytes: audio as is, silence as static zero slices of at most
 /// 64 KiB each (no allocation however long the gap).

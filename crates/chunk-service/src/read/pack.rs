@@ -16,30 +16,12 @@ use chunk_store::{ConversationId, UserId};
 
 use crate::codec::opus::OmiOpusCodec;
 use crate::error::{DecodeError, ServiceError};
+use crate::read::list::ListEntry;
 use crate::read::policy::{OpenFor, PackSealing};
 use crate::service::ChunkService;
 
 /// Largest span of adjacent frames fetched with one ranged read.
 const MAX_COALESCED_READ: u64 = 4 * 1024 * 1024;
-
-/// A pack read whole and decoded.
-#[derive(Debug)]
-pub(crate) struct WholePack {
-    pub(crate) sealed: bool,
-    /// Sample rate and channels from the pack's header.
-    pub(crate) sample_rate: u32,
-    pub(crate) channels: u8,
-    pub(crate) chunks: Vec<PackChunk>,
-}
-
-/// One decoded chunk of a pack.
-#[derive(Debug)]
-pub(crate) struct PackChunk {
-    pub(crate) start: Timestamp,
-    pub(crate) pcm: Bytes,
-    /// The stored frame (unsealed) of an Opus pack: an Omi Opus container.
-    pub(crate) opus: Option<Bytes>,
-}
 
 /// A pack read whole with its chunks still encoded: the opened payload of every frame (raw
 /// PCM, a zstd frame or an Omi Opus container), about its stored size in memory. A rewrite
@@ -96,27 +78,6 @@ impl StoredPack {
             .decode_payload(i, &self.payloads[i], frame_codec(codec))
             .map(Bytes::from)
             .map_err(|e| pack_error(&self.path, e))
-    }
-
-    /// Decodes every chunk: what compaction merges (bounded by its group's duration).
-    pub(crate) fn decode_all(self) -> Result<WholePack, ServiceError> {
-        let header = self.index.header();
-        let codec = header.codec();
-        let chunks = (0..self.len())
-            .map(|i| {
-                Ok(PackChunk {
-                    start: self.span(i).0,
-                    pcm: self.decode(i)?,
-                    opus: (codec == Codec::Opus).then(|| self.payloads[i].clone()),
-                })
-            })
-            .collect::<Result<_, ServiceError>>()?;
-        Ok(WholePack {
-            sealed: header.is_encrypted(),
-            sample_rate: header.sample_rate(),
-            channels: header.channels(),
-            chunks,
-        })
     }
 }
 
@@ -250,21 +211,6 @@ impl ChunkService {
         })
     }
 
-    /// Reads a whole pack and decodes every chunk, to re-seal it: compaction (sources are
-    /// shorter than its target, and the name bounds the audio, so this is bounded by the
-    /// group's duration). Retired keys open it.
-    pub(crate) async fn read_pack_chunks(
-        &self,
-        uid: &UserId,
-        conversation: &ConversationId,
-        path: &str,
-        sealing: PackSealing,
-    ) -> Result<WholePack, ServiceError> {
-        self.read_pack_stored(uid, conversation, path, sealing, OpenFor::Resealing)
-            .await?
-            .decode_all()
-    }
-
     /// Refuses chunks `range` of a pack when one claims more decoded bytes than the limit.
     fn check_chunk_claims(
         &self,
@@ -316,11 +262,11 @@ impl ChunkService {
         &self,
         uid: &UserId,
         conversation: &ConversationId,
-        path: &str,
-        size: u64,
-        name: &ObjectName,
+        entry: &ListEntry,
         sealing: PackSealing,
+        purpose: OpenFor,
     ) -> Result<LoadedPack, ServiceError> {
+        let (path, size, name) = (entry.path.as_str(), entry.size, &entry.name);
         let store = &self.inner.store;
         let duration_s = name.end().millis_since(name.start()).max(0) as u64 / 1000;
         let guess = TRAILER_LEN as u64
@@ -331,7 +277,7 @@ impl ChunkService {
         let mut tail = store.read_range(path, size - tail_len..size).await?;
         let parsed = PackTail::new(&tail, size).map_err(|e| pack_error(path, e))?;
         let place = PackPlace::new(uid.as_str(), conversation.as_str());
-        let opener = self.pack_opener(place, path, parsed.header(), sealing, OpenFor::Reading)?;
+        let opener = self.pack_opener(place, path, parsed.header(), sealing, purpose)?;
         let index = match parsed.index(opener.as_deref().map(as_opener)) {
             Ok(index) => index,
             Err(PackError::NeedMore { from_offset }) => {
@@ -350,13 +296,15 @@ impl ChunkService {
         })
     }
 
-    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each; a chunk
-    /// claiming more than the limit is refused before the read.
+    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each, to (start
+    /// in ms, PCM, and with `keep_opus` the stored Omi Opus container of an Opus pack's
+    /// chunk); a chunk claiming more than the limit is refused before the read.
     pub(crate) async fn read_pack_run(
         &self,
         pack: &LoadedPack,
         run: Range<usize>,
-    ) -> Result<Vec<(u64, Bytes)>, ServiceError> {
+        keep_opus: bool,
+    ) -> Result<Vec<ReadChunk>, ServiceError> {
         let path = &pack.path;
         self.check_chunk_claims(path, &pack.index, run.clone())?;
         let entries = &pack.index.entries()[run.clone()];
@@ -365,25 +313,39 @@ impl ChunkService {
         };
         let span = first.offset..last.offset + u64::from(last.stored_len);
         let bytes = self.inner.store.read_range(path, span.clone()).await?;
+        let codec = pack.index.header().codec();
+        let keep_opus = keep_opus && codec == Codec::Opus;
         run.map(|i| {
             let entry = &pack.index.entries()[i];
             let from = (entry.offset - span.start) as usize;
             let frame = bytes
                 .get(from..from + entry.stored_len as usize)
                 .ok_or_else(|| ServiceError::decode(path, DecodeError::ShortRead { chunk: i }))?;
+            let payload = pack
+                .index
+                .open_frame(i, frame, pack.opener.as_deref().map(as_opener))
+                .map_err(|e| pack_error(path, e))?;
             let pcm = pack
                 .index
-                .decode_frame_with(
-                    i,
-                    frame,
-                    pack.opener.as_deref().map(as_opener),
-                    frame_codec(pack.index.header().codec()),
-                )
+                .decode_payload(i, &payload, frame_codec(codec))
                 .map_err(|e| pack_error(path, e))?;
-            Ok((entry.start.as_millis(), Bytes::from(pcm)))
+            Ok(ReadChunk {
+                start_ms: entry.start.as_millis(),
+                pcm: Bytes::from(pcm),
+                opus: keep_opus.then(|| Bytes::copy_from_slice(&payload)),
+            })
         })
         .collect()
     }
+}
+
+/// One chunk of a pack read by [`ChunkService::read_pack_run`].
+#[derive(Debug)]
+pub(crate) struct ReadChunk {
+    pub(crate) start_ms: u64,
+    pub(crate) pcm: Bytes,
+    /// The stored Omi Opus container (Opus packs, when asked for).
+    pub(crate) opus: Option<Bytes>,
 }
 
 /// Refuses a pack whose index does not match its name: the same START, and an END that is

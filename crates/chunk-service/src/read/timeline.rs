@@ -137,7 +137,8 @@ impl Timeline {
         self.clip_end = Some(self.position(end_ms));
     }
 
-    fn position(&self, ms: u64) -> i128 {
+    /// The sample position of `ms`, counted from the origin (rounded down).
+    pub(crate) fn position(&self, ms: u64) -> i128 {
         let delta = i128::from(ms) - i128::from(self.origin_ms);
         // Floor division, also for audio that starts before the origin.
         (delta * i128::from(self.rate)).div_euclid(1000)
@@ -219,6 +220,15 @@ impl Timeline {
         self.cursor = Some(at + keep);
         self.emitted_any = true;
         Some(Piece::Audio(pcm))
+    }
+
+    /// Where the audio [`Timeline::audio`] just returned, `samples` long, starts (samples from
+    /// the origin); `None` when audio is concatenated rather than placed in time.
+    pub(crate) fn placed_at(&self, samples: u64) -> Option<i128> {
+        match self.joining {
+            Joining::Concat => None,
+            Joining::Timeline { .. } => Some(self.cursor? - i128::from(samples)),
+        }
     }
 
     /// Whether anything (audio or silence) was emitted.
