@@ -1,7 +1,8 @@
 //! Opening Omi encrypted objects: arbitrary bytes never panic, the walk ends with at most one
 //! error (last) that names the frame it stopped at (an empty object: `EmptyObject`, never zero
 //! chunks); and the input, sealed as frames, opens back to exactly itself, while one flipped bit
-//! anywhere in the sealed object is always caught.
+//! anywhere in the sealed object is always caught. Opening in place agrees with the walk: the
+//! same plaintexts, or an error exactly when the walk ends in one.
 //!
 //! Sealing uses fixed nonces: chunk-crypto's `insecure-fixed-nonces` feature (fuzz/Cargo.toml).
 #![no_main]
@@ -43,6 +44,17 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(plain_total + opened * omi::FRAME_OVERHEAD <= data.len());
+    let mut copy = data.to_vec();
+    match omi::open_object_in_place(&key, &mut copy) {
+        Ok(ranges) => {
+            assert!(!failed, "opened in place what the walk refuses");
+            let walked: Vec<Vec<u8>> = omi::open_object(&key, data).flatten().collect();
+            let in_place: Vec<&[u8]> = ranges.iter().map(|r| &copy[r.clone()]).collect();
+            assert_eq!(walked.len(), in_place.len());
+            assert!(walked.iter().zip(&in_place).all(|(a, b)| a == b));
+        }
+        Err(_) => assert!(failed, "refused in place what the walk opens"),
+    }
     assert!(failed || opened > 0, "an object opened as zero chunks");
 
     // 2. The input sealed as frames (chunk size from the first byte), opened, then tampered.

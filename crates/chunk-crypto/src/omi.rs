@@ -11,8 +11,9 @@
 //! ([`crate::Keyring::omi_key`]).
 
 use std::fmt;
+use std::ops::Range;
 
-use aes_gcm::aead::KeyInit;
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use chunk_format::frames::{FRAME_PREFIX_LEN, Frames, frame_prefix};
 
@@ -103,6 +104,57 @@ pub fn open_object<'a>(key: &UserKey, object: &'a [u8]) -> OpenObject<'a> {
         empty: object.is_empty(),
         failed: false,
     }
+}
+
+/// Opens every frame of an Omi encrypted object in place: each frame's ciphertext is
+/// replaced by its plaintext inside `object`, and the plaintexts' ranges in `object` are
+/// returned in order. Peak memory is the object itself (no second buffer), which is what lets a
+/// reader keep several objects in flight within one memory budget. Errors are those of
+/// [`open_object`] (an empty object, a malformed or unauthentic frame, naming it); on error
+/// `object` holds a mix of ciphertext and plaintext and must be discarded.
+pub fn open_object_in_place(key: &UserKey, object: &mut [u8]) -> Result<Vec<Range<usize>>> {
+    if object.is_empty() {
+        return Err(CryptoError::EmptyObject);
+    }
+    // Where each frame's body is (walked before anything is changed).
+    let mut bodies = Vec::new();
+    let mut frames = Frames::new(object);
+    loop {
+        let start = frames.offset() + FRAME_PREFIX_LEN;
+        match frames.next() {
+            None => break,
+            Some(Ok(frame)) => bodies.push((frame.index, start..start + frame.body.len())),
+            Some(Err(source)) => {
+                return Err(CryptoError::Frame {
+                    index: frame_error_index(&source),
+                    source,
+                });
+            }
+        }
+    }
+    let cipher = cipher(key);
+    let mut plaintexts = Vec::with_capacity(bodies.len());
+    for (index, body) in bodies {
+        let too_short = || CryptoError::FrameTooShort {
+            index,
+            len: body.len(),
+            min: BODY_OVERHEAD,
+        };
+        let region = object.get_mut(body.clone()).ok_or_else(too_short)?;
+        let (nonce, rest) = region
+            .split_first_chunk_mut::<NONCE_LEN>()
+            .ok_or_else(too_short)?;
+        let nonce = Nonce::from(*nonce);
+        let (ciphertext, tag) = rest
+            .split_last_chunk_mut::<TAG_LEN>()
+            .ok_or_else(too_short)?;
+        let tag = Tag::from(*tag);
+        cipher
+            .decrypt_inout_detached(&nonce, &[], ciphertext.into(), &tag)
+            .map_err(|_| CryptoError::Decrypt { index })?;
+        plaintexts.push(body.start + NONCE_LEN..body.end - TAG_LEN);
+    }
+    Ok(plaintexts)
 }
 
 /// Re-seals every frame of `object` from key `from` to key `to` (fresh nonces), appending the
@@ -261,6 +313,41 @@ fn open_body_with(cipher: &Aes256Gcm, body: &[u8], index: usize, out: &mut Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_in_place_equals_opening_and_refuses_what_it_refuses() {
+        let key = UserKey::from_bytes([7; 32]);
+        let mut object = Vec::new();
+        for chunk in [&b"first chunk"[..], b"", b"third"] {
+            seal_frame(&key, chunk, &mut object).unwrap();
+        }
+        let expected: Vec<Vec<u8>> = open_object(&key, &object).collect::<Result<_>>().unwrap();
+        let mut in_place = object.clone();
+        let ranges = open_object_in_place(&key, &mut in_place).unwrap();
+        let got: Vec<Vec<u8>> = ranges
+            .iter()
+            .map(|r| in_place[r.clone()].to_vec())
+            .collect();
+        assert_eq!(got, expected);
+        // A flipped ciphertext bit, a truncated object, an empty one, another key.
+        let mut damaged = object.clone();
+        damaged[FRAME_PREFIX_LEN + NONCE_LEN] ^= 1;
+        assert!(matches!(
+            open_object_in_place(&key, &mut damaged),
+            Err(CryptoError::Decrypt { index: 0 })
+        ));
+        let mut cut = object[..object.len() - 1].to_vec();
+        assert!(matches!(
+            open_object_in_place(&key, &mut cut),
+            Err(CryptoError::Frame { index: 2, .. })
+        ));
+        assert!(matches!(
+            open_object_in_place(&key, &mut []),
+            Err(CryptoError::EmptyObject)
+        ));
+        let other = UserKey::from_bytes([8; 32]);
+        assert!(open_object_in_place(&other, &mut object.clone()).is_err());
+    }
 
     fn vector_key() -> UserKey {
         let mut key = [0u8; 32];

@@ -184,6 +184,9 @@ pub enum DecodeError {
     /// The decoding task panicked or was cancelled.
     #[error("the decoding task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The decoder panicked on the decode pool (a bug: decoders are total).
+    #[error("the decoder panicked")]
+    Panicked,
 }
 
 impl ServiceError {

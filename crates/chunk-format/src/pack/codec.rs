@@ -1,14 +1,9 @@
 //! Frame payload codecs: zstd compression and its bounded decompression.
 
-use std::io::Read;
-
 use zstd::zstd_safe;
 
 /// The magic number that starts a standard zstd frame (`28 b5 2f fd`).
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-/// Initial output capacity of a decompression; the buffer grows only as real output arrives.
-const INITIAL_CAPACITY: usize = 1 << 20;
 
 /// A reusable zstd compressor at a fixed level, writing frames with their content size.
 pub(super) struct Compressor {
@@ -37,8 +32,9 @@ impl Compressor {
 /// Decodes one zstd frame that must decode to exactly `plain_len` bytes.
 ///
 /// Refuses anything but exactly one standard zstd frame (no skippable or legacy frames, no
-/// trailing bytes) whose header declares a content size of `plain_len`. Memory grows only with
-/// output actually produced, and never beyond `plain_len` (+1 byte to detect an overlong frame).
+/// trailing bytes) whose header declares a content size of `plain_len`. The output buffer is
+/// exactly `plain_len` bytes (which the caller bounds before calling); a frame that would
+/// decode to more or less is an error.
 pub(super) fn decompress_exact(frame: &[u8], plain_len: u32) -> Result<Vec<u8>, String> {
     if frame.get(..4) != Some(&ZSTD_MAGIC[..]) {
         return Err("does not start with the zstd frame magic 28 b5 2f fd".to_owned());
@@ -69,14 +65,20 @@ pub(super) fn decompress_exact(frame: &[u8], plain_len: u32) -> Result<Vec<u8>, 
         Err(_) => return Err("unreadable zstd frame header".to_owned()),
     }
     let limit = usize::try_from(plain_len).map_err(|_| "length overflows usize".to_owned())?;
-    let decoder = zstd::stream::read::Decoder::with_buffer(frame)
-        .map_err(|e| e.to_string())?
-        .single_frame();
-    let mut out = Vec::with_capacity(limit.min(INITIAL_CAPACITY));
-    decoder
-        .take(u64::from(plain_len) + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
+    // One frame of exactly this size declaring exactly `plain_len`: decoded in one call into a
+    // buffer of exactly that size (zstd refuses output that does not fit, and checks the
+    // declared size), with this thread's reused context.
+    let mut out = Vec::with_capacity(limit);
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let decompressor = match &mut *slot {
+            Some(decompressor) => decompressor,
+            empty => empty.insert(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?),
+        };
+        decompressor
+            .decompress_to_buffer(frame, &mut out)
+            .map_err(|e| e.to_string())
+    })?;
     if out.len() != limit {
         return Err(format!(
             "decodes to {} bytes, the index records {plain_len}",
@@ -84,6 +86,13 @@ pub(super) fn decompress_exact(frame: &[u8], plain_len: u32) -> Result<Vec<u8>, 
         ));
     }
     Ok(out)
+}
+
+thread_local! {
+    /// A zstd decompression context per thread: creating one per frame (about 100 KiB of
+    /// state, allocated and cleared) cost more than decoding a 5 s chunk's frame.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]

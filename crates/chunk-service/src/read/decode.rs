@@ -10,8 +10,7 @@ use chunk_format::omi_opus::OpusContainer;
 
 /// Runs `decode` (CPU-bound: decompressing, opening, Opus) on tokio's blocking pool, so a check
 /// of a whole object does not hold up the runtime's workers and checks run in parallel; a
-/// panicked or cancelled task is a decode error of `path`. (Downloads decode on their own task:
-/// moving their decodes here measured no faster, see docs/BENCHMARKS.md.)
+/// panicked or cancelled task is a decode error of `path`.
 pub(crate) async fn on_blocking<T: Send + 'static>(
     path: &str,
     decode: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
@@ -19,6 +18,28 @@ pub(crate) async fn on_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(decode)
         .await
         .map_err(|error| ServiceError::decode(path, error))?
+}
+
+/// Runs `decode` on the process's decode pool (rayon's global pool: one thread per core), so
+/// the jobs a download keeps in flight decode on every core while the caller's task places and
+/// emits audio. A small fixed pool, unlike tokio's blocking pool (up to 512 threads), keeps the
+/// allocator's per-thread arenas, and with them peak memory, bounded (see docs/BENCHMARKS.md).
+/// A panic in `decode` is a decode error of `path`.
+pub(crate) async fn on_decode_pool<T: Send + 'static>(
+    path: &str,
+    decode: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
+        // The receiver is gone when the download was dropped: nothing to deliver.
+        let _ = done.send(outcome);
+    });
+    match result.await {
+        Ok(Ok(decoded)) => decoded,
+        Ok(Err(_panic)) => Err(ServiceError::decode(path, DecodeError::Panicked)),
+        Err(_closed) => Err(ServiceError::decode(path, DecodeError::Panicked)),
+    }
 }
 
 /// Drops a trailing odd byte so the piece holds whole PCM16 samples.
@@ -64,16 +85,23 @@ pub(crate) fn decode_omi_object(
         ObjectKind::Bin | ObjectKind::BatchBin => Ok(vec![trim_to_samples(bytes)]),
         ObjectKind::Enc | ObjectKind::BatchEnc => {
             let key = key.ok_or_else(|| ServiceError::decode(path, DecodeError::NoKeyMaterial))?;
-            chunk_crypto::omi::open_object(key, &bytes)
-                .map(|plain| {
-                    plain
-                        .map(|plain| trim_to_samples(Bytes::from(plain)))
-                        .map_err(|source| ServiceError::Crypto {
-                            path: path.to_owned(),
-                            source,
-                        })
-                })
-                .collect()
+            // Opened in place: the object's buffer becomes its plaintext (no copy when the
+            // caller holds the only reference, as after a read).
+            let mut object = bytes
+                .try_into_mut()
+                .unwrap_or_else(|shared| shared[..].into());
+            let plaintexts =
+                chunk_crypto::omi::open_object_in_place(key, &mut object).map_err(|source| {
+                    ServiceError::Crypto {
+                        path: path.to_owned(),
+                        source,
+                    }
+                })?;
+            let object = object.freeze();
+            Ok(plaintexts
+                .into_iter()
+                .map(|range| trim_to_samples(object.slice(range)))
+                .collect())
         }
         ObjectKind::Opus | ObjectKind::OpusEnc => {
             let container = omi_opus_container(path, kind, bytes, key)?;

@@ -15,7 +15,7 @@ use chunk_store::{ConversationId, StoreError, UserId};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 
 use crate::error::ServiceError;
-use crate::read::decode::decode_omi_keeping_opus;
+use crate::read::decode::{decode_omi_keeping_opus, on_decode_pool};
 use crate::read::format::{AudioFormat, FormatCheck};
 use crate::read::list::ListEntry;
 use crate::read::pack::LoadedPack;
@@ -295,14 +295,19 @@ impl Job {
                 .map_or(Timestamp::ZERO, |e| e.start),
         }
     }
-    /// Bytes the job holds at its peak: what is read plus what it decodes to (ciphertext and
-    /// plaintext live together while a frame is opened; Opus decodes to ~15x its size).
+    /// Bytes the job holds at its peak: what is read plus what it decodes to (an Omi `.enc`
+    /// is opened in place; Opus decodes to ~15x its size; a pack run's frames are read, then
+    /// decoded next to them).
     fn peak_bytes(&self) -> u64 {
         match self {
             Job::Omi { candidates, .. } => candidates
                 .iter()
                 .map(|c| match c.kind {
-                    ObjectKind::Bin | ObjectKind::BatchBin => c.size,
+                    // Raw PCM, or sealed PCM opened in place.
+                    ObjectKind::Bin
+                    | ObjectKind::BatchBin
+                    | ObjectKind::Enc
+                    | ObjectKind::BatchEnc => c.size,
                     ObjectKind::Opus | ObjectKind::OpusEnc => c.size * 17,
                     _ => c.size * 2,
                 })
@@ -927,7 +932,13 @@ impl ChunkService {
                 failed.push(bad(error).map_err(Fetch::Failed)?);
                 continue;
             }
-            let bytes = match self.inner.store.read(&candidate.path).await {
+            // The size was bounded by `check_omi_size` above.
+            let bytes = match self
+                .inner
+                .store
+                .read_sized(&candidate.path, candidate.size)
+                .await
+            {
                 Ok(bytes) => bytes,
                 // Deleted between listing and fetch: try the next format, like a 404 in Omi.
                 Err(error @ StoreError::NotFound { .. }) => {
@@ -936,7 +947,12 @@ impl ChunkService {
                 }
                 Err(other) => return Err(Fetch::Failed(other.into())),
             };
-            match decode_omi_keeping_opus(&candidate.path, candidate.kind, bytes, key, limit) {
+            let (path, kind, key) = (candidate.path.clone(), candidate.kind, key.cloned());
+            let decoded = on_decode_pool(&candidate.path, move || {
+                decode_omi_keeping_opus(&path, kind, bytes, key.as_ref(), limit)
+            })
+            .await;
+            match decoded {
                 Ok((pieces, opus)) => {
                     let start_ms = candidate
                         .span_start_ms()

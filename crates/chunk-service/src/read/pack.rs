@@ -16,12 +16,13 @@ use chunk_store::{ConversationId, UserId};
 
 use crate::codec::opus::OmiOpusCodec;
 use crate::error::{DecodeError, ServiceError};
+use crate::read::decode::on_decode_pool;
 use crate::read::list::ListEntry;
 use crate::read::policy::{OpenFor, PackSealing};
 use crate::service::ChunkService;
 
 /// Largest span of adjacent frames fetched with one ranged read.
-const MAX_COALESCED_READ: u64 = 4 * 1024 * 1024;
+const MAX_COALESCED_READ: u64 = 512 * 1024;
 
 /// A pack read whole with its chunks still encoded: the opened payload of every frame (raw
 /// PCM, a zstd frame or an Omi Opus container), about its stored size in memory. A rewrite
@@ -296,9 +297,10 @@ impl ChunkService {
         })
     }
 
-    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each, to (start
-    /// in ms, PCM, and with `keep_opus` the stored Omi Opus container of an Opus pack's
-    /// chunk); a chunk claiming more than the limit is refused before the read.
+    /// Fetches chunks `run` of a loaded pack with one ranged read and decodes each on the
+    /// decode pool (so the jobs a download keeps in flight decode on every core), to (start
+    /// in ms, PCM, and with `keep_opus` the stored Omi Opus container of an Opus pack's chunk);
+    /// a chunk claiming more than the limit is refused before the read.
     pub(crate) async fn read_pack_run(
         &self,
         pack: &LoadedPack,
@@ -313,19 +315,37 @@ impl ChunkService {
         };
         let span = first.offset..last.offset + u64::from(last.stored_len);
         let bytes = self.inner.store.read_range(path, span.clone()).await?;
-        let codec = pack.index.header().codec();
+        let pack = pack.clone();
+        on_decode_pool(path, move || {
+            pack.decode_run(run, span.start, &bytes, keep_opus)
+        })
+        .await
+    }
+}
+
+impl LoadedPack {
+    /// Opens and decodes chunks `run` from `bytes`, the pack's bytes from offset `from`.
+    fn decode_run(
+        &self,
+        run: Range<usize>,
+        from: u64,
+        bytes: &[u8],
+        keep_opus: bool,
+    ) -> Result<Vec<ReadChunk>, ServiceError> {
+        let path = &self.path;
+        let codec = self.index.header().codec();
         let keep_opus = keep_opus && codec == Codec::Opus;
         run.map(|i| {
-            let entry = &pack.index.entries()[i];
-            let from = (entry.offset - span.start) as usize;
+            let entry = &self.index.entries()[i];
+            let at = (entry.offset - from) as usize;
             let frame = bytes
-                .get(from..from + entry.stored_len as usize)
+                .get(at..at + entry.stored_len as usize)
                 .ok_or_else(|| ServiceError::decode(path, DecodeError::ShortRead { chunk: i }))?;
-            let payload = pack
+            let payload = self
                 .index
-                .open_frame(i, frame, pack.opener.as_deref().map(as_opener))
+                .open_frame(i, frame, self.opener.as_deref().map(as_opener))
                 .map_err(|e| pack_error(path, e))?;
-            let pcm = pack
+            let pcm = self
                 .index
                 .decode_payload(i, &payload, frame_codec(codec))
                 .map_err(|e| pack_error(path, e))?;
