@@ -107,6 +107,11 @@ impl Layout {
             .ok_or_else(|| format!("unknown layout {text:?}").into())
     }
 
+    /// Whether the layout must be opened or decoded (all but plaintext Omi batches).
+    fn decodes(self) -> bool {
+        self != Layout::BatchBin
+    }
+
     fn batch_layout(self) -> BatchLayout {
         match self {
             Layout::BatchBin | Layout::BatchEnc => BatchLayout::Omi,
@@ -370,6 +375,7 @@ fn measure_child(args: &[String]) -> BoxResult<()> {
     let mut layout = None;
     let mut hours = None;
     let mut knobs = ChildKnobs::default();
+    let mut decode_only = false;
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -380,6 +386,7 @@ fn measure_child(args: &[String]) -> BoxResult<()> {
             "--threads" => knobs.threads = value.parse()?,
             "--budget-mib" => knobs.budget_mib = Some(value.parse()?),
             "--concurrency" => knobs.concurrency = Some(value.parse()?),
+            "--decode-only" => decode_only = value == "1",
             other => return Err(format!("measure: unknown option {other}").into()),
         }
     }
@@ -407,6 +414,26 @@ fn measure_child(args: &[String]) -> BoxResult<()> {
         let listing = service.list(&uid, &conv).await?;
         let list = started.elapsed();
         let base_kib = peak_rss_kib()?;
+        let sample = |elapsed| Sample {
+            elapsed,
+            list,
+            objects: listing.chunks.len() as u64,
+            object_bytes: listing.chunks.iter().map(|entry| entry.size).sum(),
+            hwm_kib: 0,
+            base_kib,
+        };
+        if decode_only {
+            // One core's open/decode throughput: every object read and decoded by the
+            // library's own decoder, one after another.
+            let mut bytes = 0;
+            for entry in &listing.chunks {
+                let check = service
+                    .check_object(&uid, &conv, &entry.path, &entry.name, entry.size)
+                    .await?;
+                bytes += check.pcm_bytes;
+            }
+            return Ok::<_, Box<dyn Error>>((sample(started.elapsed()), bytes, None));
+        }
         let request = DownloadRequest::Range {
             from: timestamp(0)?,
             to: timestamp(hours * CHUNKS_PER_HOUR)?,
@@ -420,20 +447,11 @@ fn measure_child(args: &[String]) -> BoxResult<()> {
             crc = crc32c::crc32c_append(crc, &piece);
             bytes += piece.len() as u64;
         }
-        let elapsed = started.elapsed();
-        let sample = Sample {
-            elapsed,
-            list,
-            objects: listing.chunks.len() as u64,
-            object_bytes: listing.chunks.iter().map(|entry| entry.size).sum(),
-            hwm_kib: 0,
-            base_kib,
-        };
-        Ok::<_, Box<dyn Error>>((sample, bytes, crc))
+        Ok::<_, Box<dyn Error>>((sample(started.elapsed()), bytes, Some(crc)))
     })?;
-    if bytes != manifest.pcm_bytes || crc != manifest.crc {
+    if bytes != manifest.pcm_bytes || crc.is_some_and(|crc| crc != manifest.crc) {
         return Err(format!(
-            "{}: merged {bytes} bytes with CRC-32C {crc:08x}; expected {} bytes, {:08x}",
+            "{}: merged {bytes} bytes with CRC-32C {crc:08x?}; expected {} bytes, {:08x}",
             dir.display(),
             manifest.pcm_bytes,
             manifest.crc
@@ -485,8 +503,9 @@ fn parse_sample(stdout: &str) -> BoxResult<Sample> {
     })
 }
 
-/// Runs one measured child.
-fn run_child(set: &DataSet, knobs: &ChildKnobs) -> BoxResult<Sample> {
+/// Runs one measured child: a download, or with `decode_only` every object decoded one after
+/// another.
+fn run_child(set: &DataSet, knobs: &ChildKnobs, decode_only: bool) -> BoxResult<Sample> {
     let exe = std::env::current_exe()?;
     let mut command = Command::new(exe);
     command
@@ -496,6 +515,7 @@ fn run_child(set: &DataSet, knobs: &ChildKnobs) -> BoxResult<Sample> {
         .args(["--layout", set.manifest.layout.key()])
         .args(["--hours", &set.manifest.hours.to_string()])
         .args(knobs.args())
+        .args(["--decode-only", if decode_only { "1" } else { "0" }])
         .stdin(Stdio::null());
     if knobs.arena_max == 0 {
         command.env_remove("MALLOC_ARENA_MAX");
@@ -555,6 +575,8 @@ struct Row {
     pcm_bytes: u64,
     merge_warm: f64,
     list_warm: f64,
+    /// Every object read and decoded one after another (one core), warm.
+    decode_warm: f64,
     merge_cold: Option<f64>,
     cat_warm: f64,
     cat_cold: Option<f64>,
@@ -567,10 +589,14 @@ struct Row {
 fn measure_row(set: &DataSet, runs: usize, cold: bool, knobs: &ChildKnobs) -> BoxResult<Row> {
     let files = set.object_files()?;
     // One unmeasured run: warms the page cache and checks the merge end to end.
-    let first = run_child(set, knobs)?;
+    let first = run_child(set, knobs, false)?;
     let mut warm = Vec::new();
     for _ in 0..runs {
-        warm.push(run_child(set, knobs)?);
+        warm.push(run_child(set, knobs, false)?);
+    }
+    let mut decode_warm = Vec::new();
+    for _ in 0..runs {
+        decode_warm.push(run_child(set, knobs, true)?.elapsed.as_secs_f64());
     }
     let mut cat_warm = Vec::new();
     run_cat(&files)?;
@@ -583,7 +609,7 @@ fn measure_row(set: &DataSet, runs: usize, cold: bool, knobs: &ChildKnobs) -> Bo
             if !drop_caches() {
                 return Err("dropping the page cache failed midway".into());
             }
-            cold_samples.push(run_child(set, knobs)?);
+            cold_samples.push(run_child(set, knobs, false)?);
             if !drop_caches() {
                 return Err("dropping the page cache failed midway".into());
             }
@@ -623,6 +649,7 @@ fn measure_row(set: &DataSet, runs: usize, cold: bool, knobs: &ChildKnobs) -> Bo
             )
         }),
         cat_warm: median(&mut cat_warm),
+        decode_warm: median(&mut decode_warm),
         cat_cold: cold.then(|| median(&mut cat_cold)),
         hwm_median_kib: median(&mut hwm),
         hwm_max_kib: all.iter().map(|s| s.hwm_kib).max().unwrap_or(0),
@@ -630,15 +657,47 @@ fn measure_row(set: &DataSet, runs: usize, cold: bool, knobs: &ChildKnobs) -> Bo
     })
 }
 
+/// Cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+impl Row {
+    /// Merged throughput as a share of `cores` × one core's decode throughput.
+    fn parallel_share(&self, cores: usize) -> f64 {
+        self.decode_warm / self.merge_warm / cores as f64
+    }
+
+    /// Issue 13's time bar for this row, and whether it holds: plaintext Omi layouts within
+    /// 1.5× `cat`; layouts that must be opened or decoded at ≥ 80 % of `cores` × one core's
+    /// decode throughput.
+    fn time_bar(&self, cores: usize) -> (String, bool) {
+        if self.layout.decodes() {
+            let share = self.parallel_share(cores);
+            (
+                format!(
+                    "{:.0} % of {cores} × 1-core decode (bar ≥ 80 %)",
+                    share * 100.0
+                ),
+                share >= 0.8,
+            )
+        } else {
+            let ratio = self.merge_warm / self.cat_warm;
+            (format!("{ratio:.2}× cat (bar ≤ 1.5×)"), ratio <= 1.5)
+        }
+    }
+}
+
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
 fn table(rows: &[Row], cold: bool) -> String {
+    let cores = cores();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| Layout | Audio | Objects | Object MB | PCM MB | List ms | Merge warm s | MB/s | cat warm s | × cat | {}Peak RSS MiB (median / max) | Before download MiB |",
+        "| Layout | Audio | Objects | Object MB | PCM MB | List ms | Merge warm s | MB/s | cat warm s | × cat | 1-core decode s | MB/s | merge / ({cores} × decode) | {}Peak RSS MiB (median / max) | Before download MiB |",
         if cold {
             "Merge cold s | MB/s | cat cold s | × cat | "
         } else {
@@ -647,7 +706,7 @@ fn table(rows: &[Row], cold: bool) -> String {
     );
     let _ = writeln!(
         out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}---:|---:|",
         if cold { "---:|---:|---:|---:|" } else { "" }
     );
     for row in rows {
@@ -662,7 +721,7 @@ fn table(rows: &[Row], cold: bool) -> String {
         }
         let _ = writeln!(
             out,
-            "| {} | {} h | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.0} | {:.3} | {:.1} | {cold_cells}{:.1} / {:.1} | {:.1} |",
+            "| {} | {} h | {} | {:.1} | {:.1} | {:.1} | {:.3} | {:.0} | {:.3} | {:.1} | {:.3} | {:.0} | {:.2} | {cold_cells}{:.1} / {:.1} | {:.1} |",
             row.layout.label(),
             row.hours,
             row.objects,
@@ -673,6 +732,9 @@ fn table(rows: &[Row], cold: bool) -> String {
             mb(row.pcm_bytes) / row.merge_warm,
             row.cat_warm,
             row.merge_warm / row.cat_warm,
+            row.decode_warm,
+            mb(row.pcm_bytes) / row.decode_warm,
+            row.parallel_share(cores),
             row.hwm_median_kib / 1024.0,
             row.hwm_max_kib as f64 / 1024.0,
             row.base_median_kib / 1024.0,
@@ -770,6 +832,23 @@ fn driver(args: &[String]) -> BoxResult<bool> {
         started.elapsed().as_secs_f64()
     );
     print!("{}", table(&rows, cold));
+    let cores = cores();
+    println!("\nTime bars (warm):");
+    let mut times_met = true;
+    for row in &rows {
+        let (what, met) = row.time_bar(cores);
+        times_met &= met;
+        println!(
+            "- {} {} h: {what}: {}",
+            row.layout.label(),
+            row.hours,
+            if met { "met" } else { "NOT met" }
+        );
+    }
+    println!(
+        "Time bars: {} (reported only: times on a shared machine are noisy; compare ratios from one run)",
+        if times_met { "all met" } else { "not all met" }
+    );
     let worst = rows.iter().map(|row| row.hwm_max_kib).max().unwrap_or(0);
     let met = worst <= RSS_BAR_KIB;
     println!(
