@@ -25,6 +25,10 @@
 //! Each figure is the median of `--runs` runs (default 5), with the page cache warm (after one
 //! unmeasured run) and, when the process may write `/proc/sys/vm/drop_caches` (root), cold.
 //! The baseline is `cat FILES… > /dev/null` of the same objects, timed the same ways.
+//! Each row also times every object read and decoded one after another by the library
+//! (`check_object`, warm): one core's open/decode throughput, which issue 13's time bar for
+//! layouts that must be decoded is relative to (merged ≥ 80 % of cores × that rate; plaintext
+//! Omi layouts ≤ 1.5× `cat`). The bars are printed, not enforced: times are noisy here.
 //!
 //! Options: `--hours 1,4`, `--runs N`, `--layouts batch-bin,batch-enc,pack,pack-sealed`,
 //! `--data DIR`, `--warm-only`, `--quick` (1 h, 3 runs, warm only); child knobs passed through:

@@ -45,7 +45,7 @@
 //! | [`check_object`](ChunkService::check_object) | `read/check.rs` |
 //! | [`audit`](ChunkService::audit), [`audit_user`](ChunkService::audit_user) | `read/audit.rs` |
 //! | [`delete`](ChunkService::delete), [`delete_conversation`](ChunkService::delete_conversation), [`purge_user`](ChunkService::purge_user) | `delete.rs` |
-//! | [`plan_compaction`](ChunkService::plan_compaction), [`compact`](ChunkService::compact) | `compact.rs` |
+//! | [`plan_compaction`](ChunkService::plan_compaction), [`compact`](ChunkService::compact) | `compact.rs`, placed by the download's own pipeline (`read/download.rs`) |
 //! | [`Recorder`] (live streams, the durable [`spool`]) | `recorder.rs`, `spool.rs` |
 //!
 //! Where Omi's behaviour is wrong this crate is right on purpose (docs/COMPATIBILITY.md):

@@ -41,7 +41,7 @@ impl ChunkService {
         if name.kind() == ObjectKind::Pack {
             let sealing = self.pack_sealing(uid).await?;
             let pack = self
-                .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading)
+                .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading, size)
                 .await?;
             return on_blocking(path, move || {
                 let mut pcm_bytes = 0;
@@ -57,7 +57,8 @@ impl ChunkService {
             .await;
         }
         self.check_omi_size(path, name.kind(), size)?;
-        let bytes = self.inner.store.read(path).await?;
+        // `size` was bounded by `check_omi_size` above.
+        let bytes = self.inner.store.read_sized(path, size).await?;
         if bytes.is_empty() {
             return Err(ServiceError::decode(path, DecodeError::Empty));
         }

@@ -154,7 +154,8 @@ pub(crate) fn pack_error(path: &str, error: PackError) -> ServiceError {
     ServiceError::decode(path, error)
 }
 impl ChunkService {
-    /// Reads a whole pack without decoding it: index (authenticated when sealed, refused
+    /// Reads a whole pack (of about `size_hint` bytes as listed, 0 when unknown: it sizes the
+    /// read buffer only) without decoding it: index (authenticated when sealed, refused
     /// when plaintext and `sealing` requires a seal), the name checked against the index,
     /// every chunk's claimed length checked against the limit, every frame opened.
     pub(crate) async fn read_pack_stored(
@@ -164,6 +165,7 @@ impl ChunkService {
         path: &str,
         sealing: PackSealing,
         purpose: OpenFor,
+        size_hint: u64,
     ) -> Result<StoredPack, ServiceError> {
         let name = path
             .rsplit('/')
@@ -179,7 +181,7 @@ impl ChunkService {
                     },
                 )
             })?;
-        let object = self.inner.store.read(path).await?;
+        let object = self.inner.store.read_sized(path, size_hint).await?;
         let tail = PackTail::new(&object, object.len() as u64).map_err(|e| pack_error(path, e))?;
         let place = PackPlace::new(uid.as_str(), conversation.as_str());
         let opener = self.pack_opener(place, path, tail.header(), sealing, purpose)?;

@@ -282,7 +282,7 @@ impl ChunkService {
         sealing: PackSealing,
     ) -> Result<(), ServiceError> {
         let stored = self
-            .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading)
+            .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading, 0)
             .await?;
         let lossy = stored.index().header().codec().is_lossy();
         let conflict = || ServiceError::Conflict {
@@ -326,7 +326,7 @@ impl ChunkService {
         sealing: PackSealing,
     ) -> Result<Rewrite, ServiceError> {
         let pack = self
-            .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading)
+            .read_pack_stored(uid, conversation, path, sealing, OpenFor::Reading, 0)
             .await?;
         let kept: Vec<PackInput> = (0..pack.len())
             .filter(|&i| {
@@ -384,7 +384,7 @@ impl ChunkService {
             .await?;
         let sealing = self.pack_sealing_at(level);
         let back = self
-            .read_pack_stored(uid, conversation, &path, sealing, OpenFor::Reading)
+            .read_pack_stored(uid, conversation, &path, sealing, OpenFor::Reading, 0)
             .await?;
         let header = back.index().header();
         let lossy = header.codec().is_lossy();
