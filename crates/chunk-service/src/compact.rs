@@ -143,9 +143,11 @@ pub struct CompactionReport {
     /// Chunks in the new packs.
     pub chunks: usize,
     /// Groups left as they are (first source, why): their audio could not be written as a
-    /// pack that downloads place exactly where they place it now. This happens only where a
-    /// source's audio resumes a fraction of a millisecond after audio of an object outside the
-    /// group (a pack chunk starts on a whole millisecond); nothing is written or deleted.
+    /// pack that downloads place exactly as they place it now. This happens only where audio
+    /// of an object outside the group wins the start of a source's stretch: the new pack's
+    /// stretch would start later, and so lose overlaps it wins now (or the source's audio
+    /// resumes off a whole millisecond, where no pack chunk can start). Nothing is written
+    /// or deleted.
     pub declined: Vec<(String, String)>,
 }
 
@@ -447,8 +449,10 @@ impl ChunkService {
                         let first = group.sources.first().map(|s| s.path.clone());
                         report.declined.push((
                             first.unwrap_or_default(),
-                            "a source's audio resumes between two whole milliseconds after \
-                             another object's audio: no pack chunk can start there"
+                            "a source's audio, after audio of an object outside the group, \
+                             starts neither where its own unit starts nor on a whole \
+                             millisecond after the pack's previous chunk: no pack can hold it \
+                             and be placed as it is now"
                                 .to_owned(),
                         ));
                         tracing::info!(start = %group.start, "compaction group declined");
@@ -546,6 +550,13 @@ impl PackChunker {
             return Ok(());
         }
         let follows = self.end == Some(at);
+        // A piece after a gap in the new pack starts a stretch of its own, which is placed by
+        // its first chunk's start. Unless that is exactly the start of the piece's own unit,
+        // the audio would be placed later (or earlier) among other objects than it is now, and
+        // an object starting in between would win where it lost: not placeable.
+        if !follows && audio.head_ms != Some(audio.unit_ms) {
+            return Err(Unplaceable);
+        }
         let step = i128::from(self.rate / gcd(self.rate, 1000));
         let ms_at = |position: i128| {
             u64::try_from(position * 1000 / i128::from(self.rate))
@@ -588,8 +599,9 @@ impl PackChunker {
     }
 }
 
-/// A piece no pack chunk can hold at its place: it resumes off a whole millisecond right
-/// after another object's audio, so it neither starts a chunk nor extends one.
+/// A piece no pack chunk can hold and keep its place: after a gap in the new pack it does not
+/// begin its own unit (a stretch starting there would be placed later among the other
+/// objects than the audio is now), or it resumes off a whole millisecond.
 #[derive(Debug)]
 struct Unplaceable;
 

@@ -380,6 +380,8 @@ impl Selection {
 #[derive(Debug, Default)]
 struct Decoded {
     path: Arc<str>,
+    /// Start (ms) of the placement unit the job belongs to: what orders it among the others.
+    unit_ms: u64,
     sealed: bool,
     runs: Vec<DecodedRun>,
     passed_over: Vec<SkippedObject>,
@@ -472,6 +474,9 @@ pub(crate) struct PlacedAudio {
     /// The start (ms) of the chunk or object this piece begins, when nothing before its first
     /// sample was trimmed: a chunk written at this start is placed exactly where it is.
     pub(crate) head_ms: Option<u64>,
+    /// Start (ms) of the placement unit the audio belongs to: where it stands in the order in
+    /// which overlaps are won (earlier wins).
+    pub(crate) unit_ms: u64,
     /// The Omi Opus container that decodes to exactly `pcm` (see [`PlaceOptions::compaction`]).
     pub(crate) opus: Option<Bytes>,
 }
@@ -706,6 +711,7 @@ impl ChunkService {
         let fetch_skipped = skipped.clone();
         let decoded = stream::iter(jobs)
             .map(move |job| {
+                let unit_ms = job.unit().start.as_millis();
                 let service = service.clone();
                 let key = key.clone();
                 let skipped = fetch_skipped.clone();
@@ -724,7 +730,7 @@ impl ChunkService {
                         }
                         Err(Fetch::Bad(skip)) => Err(skip.error),
                         Err(Fetch::Failed(error)) => Err(error),
-                        Ok(decoded) => Ok(decoded),
+                        Ok(decoded) => Ok(Decoded { unit_ms, ..decoded }),
                     }
                 }
             })
@@ -904,6 +910,8 @@ impl ChunkService {
                 return match self.read_pack_run(&pack, run, how.keep_opus).await {
                     Ok(chunks) => Ok(Decoded {
                         path: pack.path.as_str().into(),
+                        // Set by the caller, which knows the job's unit.
+                        unit_ms: 0,
                         sealed: pack.index.header().is_encrypted(),
                         runs: chunks
                             .into_iter()
@@ -960,6 +968,7 @@ impl ChunkService {
                         .unwrap_or(candidate.start.as_millis());
                     return Ok(Decoded {
                         path: candidate.path.as_str().into(),
+                        unit_ms: 0,
                         sealed: candidate.kind.is_encrypted(),
                         runs: vec![DecodedRun {
                             start_ms,
@@ -1007,6 +1016,7 @@ impl Joiner {
         let mut out = Vec::new();
         let Decoded {
             path,
+            unit_ms,
             sealed,
             runs,
             passed_over,
@@ -1040,6 +1050,7 @@ impl Joiner {
                                 out.push(Placed::Audio(PlacedAudio {
                                     at,
                                     head_ms: untrimmed_head.then_some(start_ms),
+                                    unit_ms,
                                     opus: if whole { opus.clone() } else { None },
                                     pcm: kept,
                                 }));
@@ -1186,6 +1197,7 @@ impl From<Piece> for Placed {
                 at: None,
                 pcm,
                 head_ms: None,
+                unit_ms: 0,
                 opus: None,
             }),
         }
