@@ -333,6 +333,8 @@ pub struct RecorderStats {
     pub flushes: BTreeMap<FlushReason, FlushCounts>,
     /// Upload attempts that failed.
     pub failed_attempts: u64,
+    /// fsyncs of the spool that acknowledged chunks (0 without a spool).
+    pub spool_syncs: u64,
     /// Batches accepting chunks.
     pub pending_batches: usize,
     /// Their PCM bytes.
@@ -943,6 +945,7 @@ impl Inner {
             (Some(spool), Some(segment)) => {
                 let spool = spool.clone();
                 blocking(move || lock(&spool).append(segment, timestamp, &pcm)).await?;
+                state.stats.spool_syncs += 1;
                 Durability::Spooled
             }
             _ => {
