@@ -293,11 +293,19 @@ fn kill_9_loses_no_acknowledged_chunk() {
     // The final run adds no temp file: only killed writers leave them.
     assert_eq!(temp_files(&paths.bucket), temp_before_final);
     // Every spooled batch was uploaded and removed.
-    let leftover: Vec<String> = files(&paths.spool)
-        .into_iter()
-        .filter(|f| f.ends_with(".seg"))
-        .collect();
-    assert!(leftover.is_empty(), "spool segments left: {leftover:?}");
+    for layout in std::fs::read_dir(&paths.spool).expect("spool dir") {
+        let layout = layout.expect("dir entry").path();
+        let summary = chunk_service::spool::inspect(&layout).expect("spool reads");
+        assert_eq!(
+            summary.batches, 0,
+            "spool {layout:?} holds batches: {summary:?}"
+        );
+        // The active segment (and one holding `retire` records, pinned at most by it).
+        assert!(
+            summary.segments <= 2,
+            "spool {layout:?} keeps retired segments: {summary:?}"
+        );
+    }
 
     // An hour later, the recorder's next start sweeps the killed writers' temp files.
     let temp_dir = paths.bucket.join(".chunkvault-tmp");

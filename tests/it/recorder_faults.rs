@@ -191,20 +191,30 @@ async fn temporary_then_permanent_write_faults_lose_nothing() {
     assert_eq!(spool_segments(&setup.spool), 1);
     assert_nothing_stored(&service, &setup.bucket).await;
 
-    // Batch 2 fails permanently too; pushes are still acknowledged from the spool.
+    // Batch 2 fails permanently too; pushes are still acknowledged from the spool. A batch
+    // that failed permanently is not retried by the ticks.
     push(&recorder, BATCH..2 * BATCH).await;
     let error = recorder.flush_due().await.expect_err("both batches held");
     assert!(
         matches!(&error, RecorderError::Held { batches: 2, .. }),
         "{error}"
     );
-    assert_eq!(fault.injected(FaultOp::Close), 8);
+    recorder.flush_due().await.expect_err("still held");
+    assert_eq!(fault.injected(FaultOp::Close), 6);
     assert_eq!(spool_segments(&setup.spool), 2);
     assert_nothing_stored(&service, &setup.bucket).await;
 
-    // The fault has cleared: the next tick lands both held batches.
+    // The operator retries while the fault lasts: both fail again.
+    let error = recorder.retry_held().await.expect_err("both batches held");
+    assert!(
+        matches!(&error, RecorderError::Held { batches: 2, .. }),
+        "{error}"
+    );
+    assert_eq!(fault.injected(FaultOp::Close), 8);
+
+    // The fault has cleared: the next retry lands both held batches.
     push(&recorder, 2 * BATCH..2 * BATCH + 2).await;
-    recorder.flush_due().await.expect("held batches land");
+    recorder.retry_held().await.expect("held batches land");
     assert_eq!(
         spool_segments(&setup.spool),
         1,
@@ -279,7 +289,7 @@ async fn batches_held_at_close_land_after_a_restart() {
     let (recorder, report) = Recorder::open(service.clone(), config(&setup.spool))
         .await
         .expect("open");
-    assert_eq!((report.segments, report.uploaded, report.held), (2, 2, 0));
+    assert_eq!((report.batches, report.uploaded, report.held), (2, 2, 0));
     assert_eq!(report.chunks, BATCH as usize + 3);
     assert_eq!(spool_segments(&setup.spool), 0);
     recorder.close().await.expect("close");

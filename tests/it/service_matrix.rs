@@ -443,7 +443,7 @@ mod cases {
             ..RecorderConfig::spool(spool.path())
         };
         let (recorder, report) = Recorder::open(service.clone(), config).await.expect("open");
-        assert_eq!(report.segments, 0, "{name}");
+        assert_eq!(report.batches, 0, "{name}");
         let (uid, conv) = ids("rec-user", "rec-conv");
         push(&recorder, &uid, &conv, 0..COUNT).await;
         recorder.close().await.expect("close");

@@ -37,15 +37,12 @@ pub fn expensive_proptest_cases(default: u32, cap: u32) -> u32 {
     }
 }
 
-/// Counts the recorder's spool segments (`*.seg`) left in the directory `spool`.
+/// Counts the batches the recorder's spool in the directory `spool` holds (opened and not
+/// retired).
 pub fn spool_segments(spool: &std::path::Path) -> usize {
-    std::fs::read_dir(spool)
-        .expect("spool dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
-        })
-        .count()
+    chunk_service::spool::inspect(spool)
+        .expect("spool reads")
+        .batches
 }
 
 /// Returns the absolute path of `tests/fixtures/` in this checkout.

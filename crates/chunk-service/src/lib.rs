@@ -46,7 +46,7 @@
 //! | [`audit`](ChunkService::audit), [`audit_user`](ChunkService::audit_user) | `read/audit.rs` |
 //! | [`delete`](ChunkService::delete), [`delete_conversation`](ChunkService::delete_conversation), [`purge_user`](ChunkService::purge_user) | `delete.rs` |
 //! | [`plan_compaction`](ChunkService::plan_compaction), [`compact`](ChunkService::compact) | `compact.rs`, placed by the download's own pipeline (`read/download.rs`) |
-//! | [`Recorder`] (live streams, the durable [`spool`]) | `recorder.rs`, `spool.rs` |
+//! | [`Recorder`] (live streams, the durable [`spool`]) | `recorder/`, `spool/` |
 //!
 //! Where Omi's behaviour is wrong this crate is right on purpose (docs/COMPATIBILITY.md):
 //! batches are found by any timestamp in their range (not only their start), a timestamp listed
@@ -86,8 +86,9 @@ pub use read::download::{DownloadOptions, DownloadRequest, PcmStream, SkippedObj
 pub use read::list::{ConversationListing, ForeignEntry, ListEntry};
 pub use read::placement::{Gap, MergeReport, Overlap, TimeSpan};
 pub use recorder::{
-    Durability, FlushCounts, FlushError, FlushReason, Recorder, RecorderConfig, RecorderError,
-    RecorderStats, RecoveredConversation, RecoveryReport, RetryPolicy, TEMP_SWEEP_AGE,
+    BudgetScope, Durability, FlushCounts, FlushError, FlushReason, Recorder, RecorderConfig,
+    RecorderError, RecorderStats, RecoveredConversation, RecoveryReport, RetryPolicy, StreamLimits,
+    TEMP_SWEEP_AGE,
 };
 pub use service::ChunkService;
 pub use write::upload::{Chunk, Sealing, UploadOptions, UploadReport};

@@ -22,6 +22,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use chunk_format::Timestamp;
 use chunk_service::{
     ChunkService, DownloadOptions, DownloadRequest, ProtectionLevel, Recorder, RecorderConfig,
+    StreamLimits,
 };
 use chunk_store::{ConversationId, UserId};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -411,18 +412,19 @@ async fn record(
         }
         // The level comes with every push; the service's default does not matter.
         let service = ctx.service(voice.layout, ProtectionLevel::Standard, RATE)?;
-        // The demo pushes far faster than real time, so uploads lag behind pushes; a budget
-        // large enough for the whole run keeps budget flushes from cutting batches short.
-        let budget_bytes = (chunks_per_user as usize * CHUNK_BYTES * voices.len()).max(64 << 20);
-        let config = match voice.layout {
-            LayoutArg::Pack => RecorderConfig {
-                budget_bytes: budget_bytes.max(RecorderConfig::spool(spool_dir).budget_bytes),
-                ..RecorderConfig::spool(spool_dir)
+        // The demo pushes far faster than real time, so uploads lag behind pushes; a stream
+        // budget large enough for a whole voice keeps budget flushes from cutting batches short.
+        let stream_bytes = (chunks_per_user as usize * CHUNK_BYTES).max(64 << 20);
+        let preset = match voice.layout {
+            LayoutArg::Pack => RecorderConfig::spool(spool_dir),
+            LayoutArg::Omi => RecorderConfig::omi(),
+        };
+        let config = RecorderConfig {
+            limits: StreamLimits {
+                stream_bytes: stream_bytes.max(preset.limits.stream_bytes),
+                ..preset.limits
             },
-            LayoutArg::Omi => RecorderConfig {
-                budget_bytes,
-                ..RecorderConfig::omi()
-            },
+            ..preset
         };
         let (recorder, _) = Recorder::open(service, config).await?;
         recorders.insert(voice.layout_name(), recorder);

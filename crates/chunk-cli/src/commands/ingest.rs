@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use bytes::Bytes;
 use chunk_format::Timestamp;
 use chunk_format::wav::parse_wav_pcm16;
-use chunk_service::{ProtectionLevel, Recorder, RecorderConfig};
+use chunk_service::{ProtectionLevel, Recorder, RecorderConfig, StreamLimits};
 use serde_json::json;
 
 use crate::cli::{IngestArgs, LayoutArg, LevelArg};
@@ -113,10 +113,14 @@ pub(crate) fn recorder_config(
         max_batch_bytes: batch_bytes.saturating_add(chunk_bytes),
         max_age: Duration::from_secs(24 * 3600),
         sample_rate,
-        budget_bytes: batch_bytes
-            .saturating_add(chunk_bytes)
-            .saturating_mul(2)
-            .max(64 * 1024 * 1024),
+        limits: StreamLimits {
+            max_streams: 1,
+            stream_bytes: batch_bytes
+                .saturating_add(chunk_bytes)
+                .saturating_mul(2)
+                .max(64 * 1024 * 1024),
+            total_bytes: None,
+        },
         spool_dir: None,
         ..RecorderConfig::omi()
     }

@@ -5,7 +5,7 @@
 //! `SPOOL_DIR/<layout>`), resuming after whatever an earlier (killed) run already stored or
 //! spooled. It prints `READY <first index>` once the spools are replayed, `ACK <user> <millis>`
 //! after each acknowledged push (stdout flushed, so a line the parent sees is a chunk the
-//! recorder acknowledged), and `DONE` after a clean `close`. Any error exits with status 3.
+//! recorder acknowledged; the users' pushes of one chunk index run concurrently), and `DONE` after a clean `close`. Any error exits with status 3.
 
 use std::error::Error;
 use std::io::Write;
@@ -76,25 +76,31 @@ async fn run() -> Result<(), Box<dyn Error>> {
     writeln!(out, "READY {first}")?;
     out.flush()?;
 
+    // Every user's push of one index runs at once, so the spool's log commits several
+    // streams' chunks together (group commit) and kills land between and inside those rounds.
     for index in first..chunks {
         let conversation = stream::conversation_id(stream::conversation_of(index))?;
         let millis = stream::timestamp_ms(index);
         let timestamp = Timestamp::from_millis(millis).ok_or("timestamp out of range")?;
+        let mut pushes = Vec::new();
         for (user, (_, level, _)) in USERS.iter().enumerate() {
             if index < next[user] {
                 continue;
             }
             let uid = stream::user_id(user)?;
-            recorder_of(user)?
-                .push(
-                    &uid,
-                    &conversation,
-                    timestamp,
-                    stream::pcm(user, index),
-                    Some(*level),
-                )
-                .await?;
-            writeln!(out, "ACK {user} {millis}")?;
+            let recorder = recorder_of(user)?.clone();
+            let conversation = conversation.clone();
+            let pcm = stream::pcm(user, index);
+            let level = *level;
+            pushes.push(async move {
+                recorder
+                    .push(&uid, &conversation, timestamp, pcm, Some(level))
+                    .await
+                    .map(|_| user)
+            });
+        }
+        for pushed in futures::future::join_all(pushes).await {
+            writeln!(out, "ACK {} {millis}", pushed?)?;
             out.flush()?;
         }
     }
