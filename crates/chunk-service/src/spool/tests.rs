@@ -463,3 +463,19 @@ proptest! {
         check_recovered(&spool, &found, &slots)?;
     }
 }
+
+#[test]
+fn the_fuzz_seed_is_a_log_of_two_batches_one_retired() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/corpus/spool_log/seed-two-batches-one-retired"
+    );
+    let seed = fs::read(path).unwrap();
+    // The fuzz target uses input after its first byte as is when that byte is odd.
+    let batches = scan_segment(&seed[1..]).unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(
+        (batches[0].id, batches[0].chunks.len(), batches[0].pcm_bytes),
+        (BatchId(0), 2, 64)
+    );
+}
