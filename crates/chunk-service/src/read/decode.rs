@@ -20,26 +20,40 @@ pub(crate) async fn on_blocking<T: Send + 'static>(
         .map_err(|error| ServiceError::decode(path, error))?
 }
 
-/// Runs `decode` on the process's decode pool (rayon's global pool: one thread per core), so
-/// the jobs a download keeps in flight decode on every core while the caller's task places and
-/// emits audio. A small fixed pool, unlike tokio's blocking pool (up to 512 threads), keeps the
-/// allocator's per-thread arenas, and with them peak memory, bounded (see docs/BENCHMARKS.md).
-/// A panic in `decode` is a decode error of `path`.
+/// Runs `work` (CPU-bound: compressing, sealing, decompressing, opening) on the process's CPU
+/// pool (rayon's global pool: one thread per core), so the runtime's workers stay free for
+/// I/O and for everyone else's calls while the work uses every core. A small fixed pool,
+/// unlike tokio's blocking pool (up to 512 threads), keeps the allocator's per-thread arenas,
+/// and with them peak memory, bounded (see docs/BENCHMARKS.md). `Err` if `work` panicked.
+pub(crate) async fn on_cpu_pool<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CpuPanicked> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        // The receiver is gone when the caller was dropped: nothing to deliver.
+        let _ = done.send(outcome);
+    });
+    match result.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) | Err(_) => Err(CpuPanicked),
+    }
+}
+
+/// Work on the CPU pool panicked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuPanicked;
+
+/// Runs `decode` on the CPU pool ([`on_cpu_pool`]), so the jobs a download keeps in flight
+/// decode on every core while the caller's task places and emits audio. A panic in `decode`
+/// is a decode error of `path`.
 pub(crate) async fn on_decode_pool<T: Send + 'static>(
     path: &str,
     decode: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    rayon::spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode));
-        // The receiver is gone when the download was dropped: nothing to deliver.
-        let _ = done.send(outcome);
-    });
-    match result.await {
-        Ok(Ok(decoded)) => decoded,
-        Ok(Err(_panic)) => Err(ServiceError::decode(path, DecodeError::Panicked)),
-        Err(_closed) => Err(ServiceError::decode(path, DecodeError::Panicked)),
-    }
+    on_cpu_pool(decode)
+        .await
+        .unwrap_or_else(|CpuPanicked| Err(ServiceError::decode(path, DecodeError::Panicked)))
 }
 
 /// Drops a trailing odd byte so the piece holds whole PCM16 samples.

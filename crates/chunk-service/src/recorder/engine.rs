@@ -326,7 +326,10 @@ impl Inner {
                     conversation: key.1.clone(),
                     level: batch.level,
                 });
-                match spool.append(*id, header.as_ref(), timestamp, &pcm).await {
+                match spool
+                    .append(*id, header.as_ref(), timestamp, pcm.clone())
+                    .await
+                {
                     Ok(location) => (Place::Spool(location), Durability::Spooled),
                     Err(error) => {
                         self.release(&slot, len);

@@ -3,7 +3,7 @@
 //! acknowledges them with one fsync.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -18,9 +18,11 @@ use super::{BatchId, ChunkLocation, SpoolError, io_err, sync_dir};
 pub(super) struct Request {
     /// The batch the records belong to.
     pub(super) batch: BatchId,
-    /// The framed records.
-    pub(super) bytes: Vec<u8>,
-    /// The chunk record, if any: its offset in `bytes`, length and timestamp.
+    /// The framed records, up to the chunk's PCM.
+    pub(super) head: Vec<u8>,
+    /// The chunk's PCM, which ends the last record (empty for a retire).
+    pub(super) body: bytes::Bytes,
+    /// The chunk record, if any: its offset in `head`, whole length and timestamp.
     pub(super) chunk: Option<(usize, u32, chunk_format::Timestamp)>,
     /// Whether this retires the batch (its segments may go once the record is durable).
     pub(super) retire: bool,
@@ -138,7 +140,6 @@ impl Committer {
     /// Runs rounds until the spool is dropped.
     pub(super) fn run(mut self) {
         let mut last_sync: Option<Instant> = None;
-        let mut buffer = Vec::new();
         while let Some(mut group) = self.shared.take() {
             // Hold the round until the interval since the last fsync passed, gathering what
             // arrives meanwhile: fsyncs per second stay bounded whatever the load.
@@ -151,11 +152,11 @@ impl Committer {
                 }
             }
             last_sync = Some(Instant::now());
-            self.round(group, &mut buffer);
+            self.round(group);
         }
     }
 
-    fn round(&mut self, group: Vec<Request>, buffer: &mut Vec<u8>) {
+    fn round(&mut self, group: Vec<Request>) {
         if let Some(path) = self.shared.failed() {
             for request in group {
                 let _ = request
@@ -175,12 +176,12 @@ impl Committer {
             }
             return;
         }
-        buffer.clear();
         let mut answers = Vec::with_capacity(group.len());
+        let mut written_len = 0u64;
         for request in &group {
-            let start = self.len + buffer.len() as u64;
-            buffer.extend_from_slice(&request.bytes);
-            if !request.bytes.is_empty() && !request.retire {
+            let start = self.len + written_len;
+            written_len += (request.head.len() + request.body.len()) as u64;
+            if !request.retire {
                 self.references.wrote(request.batch, self.active);
             }
             answers.push(request.chunk.map(|(at, len, timestamp)| ChunkLocation {
@@ -191,13 +192,16 @@ impl Committer {
             }));
         }
         let path = segment_path(&self.dir, self.active);
-        let written = self
-            .file
-            .write_all(buffer)
-            .and_then(|()| self.file.sync_data());
+        let mut slices: Vec<IoSlice<'_>> = group
+            .iter()
+            .flat_map(|r| [IoSlice::new(&r.head), IoSlice::new(&r.body)])
+            .filter(|slice| !slice.is_empty())
+            .collect();
+        let written =
+            write_all_vectored(&mut self.file, &mut slices).and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
-                self.len += buffer.len() as u64;
+                self.len += written_len;
                 self.shared.syncs.fetch_add(1, Ordering::Relaxed);
                 // Appends are answered at once; retires once the segments they free are gone.
                 let mut retired = Vec::new();
@@ -279,4 +283,22 @@ impl Committer {
         }
         Ok(())
     }
+}
+
+/// Writes every slice, in order (`Write::write_all_vectored` is not stable yet).
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "failed to write whole buffer",
+                ));
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

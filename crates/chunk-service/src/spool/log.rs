@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chunk_format::Timestamp;
 
 use super::record::{
-    Next, RecordReader, decode_header, encode_header, frame, timestamp_at, u64_at,
+    Next, RecordReader, decode_header, encode_header, frame, frame_head, timestamp_at, u64_at,
 };
 use super::{BatchHeader, BatchId, ChunkLocation, RecoveredBatch, SpoolError};
 
@@ -56,11 +56,22 @@ pub(super) fn open_record(
 
 /// Appends a `chunk` record.
 pub(super) fn chunk_record(out: &mut Vec<u8>, batch: BatchId, timestamp: Timestamp, pcm: &[u8]) {
+    chunk_record_head(out, batch, timestamp, pcm);
+    out.extend_from_slice(pcm);
+}
+
+/// Appends a `chunk` record up to its PCM, which the caller writes after it.
+pub(super) fn chunk_record_head(
+    out: &mut Vec<u8>,
+    batch: BatchId,
+    timestamp: Timestamp,
+    pcm: &[u8],
+) {
     let mut prefix = [0u8; CHUNK_PREFIX];
     prefix[0] = KIND_CHUNK;
     prefix[1..9].copy_from_slice(&batch.0.to_le_bytes());
     prefix[9..17].copy_from_slice(&timestamp.as_millis().to_le_bytes());
-    frame(out, &prefix, pcm);
+    frame_head(out, &prefix, pcm);
 }
 
 /// Appends a `retire` record.

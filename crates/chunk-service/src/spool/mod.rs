@@ -62,6 +62,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chunk_format::Timestamp;
 use chunk_store::{ConversationId, UserId};
 use tokio::sync::oneshot;
@@ -452,7 +453,7 @@ impl Spool {
         batch: BatchId,
         header: Option<&BatchHeader>,
         timestamp: Timestamp,
-        pcm: &[u8],
+        pcm: Bytes,
     ) -> impl Future<Output = Result<ChunkLocation, SpoolError>> + Send + 'static {
         let queued = self.queue_append(batch, header, timestamp, pcm);
         async move {
@@ -470,7 +471,7 @@ impl Spool {
         batch: BatchId,
         header: Option<&BatchHeader>,
         timestamp: Timestamp,
-        pcm: &[u8],
+        pcm: Bytes,
     ) -> Result<oneshot::Receiver<Result<Option<ChunkLocation>, SpoolError>>, SpoolError> {
         self.check_usable()?;
         let len = log::CHUNK_PREFIX + pcm.len();
@@ -480,17 +481,19 @@ impl Spool {
                 max: MAX_RECORD,
             });
         }
-        let mut bytes = Vec::with_capacity(RECORD_OVERHEAD + pcm.len() + 256);
+        // The PCM is written from the caller's buffer: only the records' heads are new bytes.
+        let mut head = Vec::with_capacity(RECORD_OVERHEAD + 128);
         if let Some(header) = header {
-            log::open_record(&mut bytes, batch, header)?;
+            log::open_record(&mut head, batch, header)?;
         }
-        let at = bytes.len();
-        log::chunk_record(&mut bytes, batch, timestamp, pcm);
-        let record_len = (bytes.len() - at) as u32;
+        let at = head.len();
+        log::chunk_record_head(&mut head, batch, timestamp, &pcm);
+        let record_len = (head.len() - at + pcm.len()) as u32;
         let (reply, answer) = oneshot::channel();
         self.handle.shared.submit(Request {
             batch,
-            bytes,
+            head,
+            body: pcm,
             chunk: Some((at, record_len, timestamp)),
             retire: false,
             reply,
@@ -505,12 +508,13 @@ impl Spool {
         batch: BatchId,
     ) -> impl Future<Output = Result<(), SpoolError>> + Send + 'static {
         let queued = self.check_usable().map(|()| {
-            let mut bytes = Vec::new();
-            log::retire_record(&mut bytes, batch);
+            let mut head = Vec::new();
+            log::retire_record(&mut head, batch);
             let (reply, answer) = oneshot::channel();
             self.handle.shared.submit(Request {
                 batch,
-                bytes,
+                head,
+                body: Bytes::new(),
                 chunk: None,
                 retire: true,
                 reply,

@@ -18,16 +18,22 @@ pub(super) const RECORD_HEADER: usize = 8;
 /// Largest record payload accepted (a 10-minute 48 kHz chunk is 57.6 MB).
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 
-/// Frames `prefix ‖ body` as one record, without copying `body` twice.
+/// Frames `prefix ‖ body` as one record.
 pub(super) fn frame(out: &mut Vec<u8>, prefix: &[u8], body: &[u8]) {
+    frame_head(out, prefix, body);
+    out.extend_from_slice(body);
+}
+
+/// Writes the start of the record `prefix ‖ body` (length, checksum, prefix): the record is
+/// complete once `body` follows it, so a large body is written from where it is.
+pub(super) fn frame_head(out: &mut Vec<u8>, prefix: &[u8], body: &[u8]) {
     let len = prefix.len() + body.len();
     // Payloads are bounded by MAX_RECORD (< 4 GiB), so the length fits in u32.
-    out.reserve(RECORD_HEADER + len);
+    out.reserve(RECORD_HEADER + prefix.len());
     out.extend_from_slice(&(len as u32).to_le_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(prefix), body);
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(prefix);
-    out.extend_from_slice(body);
 }
 
 /// Checks one framed record read back whole (`bytes` is exactly `RECORD_HEADER + len`) and

@@ -1,3 +1,4 @@
+use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
@@ -37,7 +38,12 @@ fn append_batch(
         let mut out = Vec::new();
         for (i, (ms, pcm)) in chunks.iter().enumerate() {
             let header = (i == 0).then_some(&head);
-            out.push(spool.append(id, header, ts(*ms), pcm).await.unwrap());
+            out.push(
+                spool
+                    .append(id, header, ts(*ms), Bytes::copy_from_slice(pcm))
+                    .await
+                    .unwrap(),
+            );
         }
         out
     });
@@ -117,7 +123,7 @@ fn concurrent_appends_share_fsyncs() {
                 for r in 0..rounds {
                     let header = (r == 0).then_some(&head);
                     spool
-                        .append(id, header, ts(1_000 + r), &[s as u8; 64])
+                        .append(id, header, ts(1_000 + r), Bytes::from(vec![s as u8; 64]))
                         .await
                         .unwrap();
                 }
@@ -201,12 +207,15 @@ fn a_chunk_whose_open_record_is_gone_belongs_to_a_retired_batch() {
     let b = spool.new_batch();
     rt.block_on(async {
         spool
-            .append(a, Some(&header("a")), ts(1), &[1; 100])
+            .append(a, Some(&header("a")), ts(1), Bytes::from(vec![1; 100]))
             .await
             .unwrap();
-        spool.append(a, None, ts(2), &[1; 100]).await.unwrap();
         spool
-            .append(b, Some(&header("b")), ts(1), &[2; 10])
+            .append(a, None, ts(2), Bytes::from(vec![1; 100]))
+            .await
+            .unwrap();
+        spool
+            .append(b, Some(&header("b")), ts(1), Bytes::from(vec![2; 10]))
             .await
             .unwrap();
         spool.retire(a).await.unwrap();
@@ -254,7 +263,12 @@ fn an_oversized_chunk_is_refused_before_any_write() {
     let (spool, _) = open(dir.path());
     let pcm = vec![0u8; MAX_RECORD];
     let error = runtime()
-        .block_on(spool.append(spool.new_batch(), Some(&header("c")), ts(1), &pcm))
+        .block_on(spool.append(
+            spool.new_batch(),
+            Some(&header("c")),
+            ts(1),
+            Bytes::from(pcm),
+        ))
         .unwrap_err();
     assert!(matches!(error, SpoolError::TooLarge { .. }), "{error}");
     assert_eq!(spool.syncs(), 0);
@@ -434,7 +448,7 @@ proptest! {
                     let pcm = vec![(clock % 251) as u8; len];
                     let head = header(&format!("c{slot}"));
                     let header = batch.2.is_empty().then_some(&head);
-                    rt.block_on(spool.append(batch.0, header, ts(clock), &pcm)).unwrap();
+                    rt.block_on(spool.append(batch.0, header, ts(clock), Bytes::copy_from_slice(&pcm))).unwrap();
                     batch.2.push(SpooledChunk { timestamp: ts(clock), pcm });
                 }
                 Op::Retire { slot } => {

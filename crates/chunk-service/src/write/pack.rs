@@ -236,15 +236,28 @@ impl ChunkService {
         let input: u64 = chunks.iter().map(PackInput::plain_len).sum();
         if input <= SINGLE_PUT_MAX as u64 {
             // The batch is in memory already: encode it whole and store it with one PUT, so a
-            // 10-minute pack is one Class A request on S3 rather than a multipart upload.
-            let mut object = Vec::with_capacity(input as usize / 2 + 4096);
-            for chunk in chunks {
-                let bytes = chunk
-                    .push(&mut encoder, copy_opus)
-                    .map_err(|error| ServiceError::InvalidInput(format!("{path}: {error}")))?;
-                object.extend_from_slice(&bytes);
-            }
-            object.extend(encoder.finish().map_err(|e| pack_error(path, e))?);
+            // 10-minute pack is one Class A request on S3 rather than a multipart upload. The
+            // encode (compression, sealing) runs on the CPU pool, so the runtime's workers stay
+            // free for the pushes and reads of everyone else.
+            let owned = chunks.to_vec();
+            let name = path.to_owned();
+            let object = crate::read::decode::on_cpu_pool(move || {
+                let mut object = Vec::with_capacity(input as usize / 2 + 4096);
+                for chunk in &owned {
+                    let bytes = chunk
+                        .push(&mut encoder, copy_opus)
+                        .map_err(|error| ServiceError::InvalidInput(format!("{name}: {error}")))?;
+                    object.extend_from_slice(&bytes);
+                }
+                object.extend(encoder.finish().map_err(|e| pack_error(&name, e))?);
+                Ok(object)
+            })
+            .await
+            .unwrap_or_else(|_panic| {
+                Err(ServiceError::InvalidInput(format!(
+                    "{path}: encoding the pack panicked"
+                )))
+            })?;
             self.inner.store.put(path, object, mode).await?;
             return Ok(());
         }
