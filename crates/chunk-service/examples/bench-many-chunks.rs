@@ -15,11 +15,14 @@
 //! Options: `--chunks 400000,1000000`, `--runs N` (default 3). Exits with status 1 if the
 //! median at 400 000 chunks is 2 s or more.
 
+mod support;
+
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
+use support::peak_rss_kib;
 
 use bytes::Bytes;
 use chunk_format::Timestamp;
@@ -154,17 +157,6 @@ fn measure_child(args: &[String]) -> BoxResult<()> {
         peak_rss_kib()?
     );
     Ok(())
-}
-
-/// `VmHWM` of this process in KiB.
-fn peak_rss_kib() -> BoxResult<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse().ok())
-        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
 }
 
 /// Runs one measured child; returns (seconds, peak RSS KiB).

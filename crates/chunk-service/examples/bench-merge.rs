@@ -36,6 +36,8 @@
 //! `--budget-mib N` (`ServiceConfig::download_memory_budget`), `--concurrency N`
 //! (`ServiceConfig::download_concurrency`). Exits with status 1 if a peak RSS exceeds 32 MiB.
 
+mod support;
+
 use std::error::Error;
 use std::fmt::Write as _;
 use std::num::NonZeroUsize;
@@ -43,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{cores, peak_rss_kib, result_field, result_line};
 
 use bytes::Bytes;
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
@@ -474,29 +477,9 @@ fn measure_child(args: &[String]) -> BoxResult<()> {
     Ok(())
 }
 
-/// `VmHWM` of this process in KiB.
-fn peak_rss_kib() -> BoxResult<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse().ok())
-        .ok_or_else(|| "no VmHWM in /proc/self/status".into())
-}
-
 fn parse_sample(stdout: &str) -> BoxResult<Sample> {
-    let line = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("result "))
-        .ok_or_else(|| format!("child printed no result: {stdout:?}"))?;
-    let field = |key: &str| -> BoxResult<u64> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-            .ok_or_else(|| format!("no {key} in {line:?}"))?
-            .parse::<u64>()
-            .map_err(|e| format!("{key} in {line:?}: {e}").into())
-    };
+    let line = result_line(stdout)?;
+    let field = |key: &str| result_field(line, key);
     Ok(Sample {
         elapsed: Duration::from_nanos(field("elapsed_ns")?),
         list: Duration::from_nanos(field("list_ns")?),
@@ -659,11 +642,6 @@ fn measure_row(set: &DataSet, runs: usize, cold: bool, knobs: &ChildKnobs) -> Bo
         hwm_max_kib: all.iter().map(|s| s.hwm_kib).max().unwrap_or(0),
         base_median_kib: median(&mut base),
     })
-}
-
-/// Cores this process may run on.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }
 
 impl Row {

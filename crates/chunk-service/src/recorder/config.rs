@@ -86,7 +86,9 @@ pub struct RecorderConfig {
     pub retry: RetryPolicy,
     /// Batch uploads running at once (at least 1). With a spool, a batch is read back into
     /// memory only when its upload starts, so this also bounds the spool mode's memory to
-    /// about `max_concurrent_uploads × max_batch_bytes`.
+    /// about `max_concurrent_uploads × max_batch_bytes`. The presets run 8: each upload
+    /// waits on the store (and on fs, its fsyncs) about as long as it computes, so 8 keep two
+    /// cores busy where 4 did not (docs/BENCHMARKS.md, "Recorder at fleet scale").
     pub max_concurrent_uploads: usize,
     /// Directory of the durable spool; `None` holds batches in memory only.
     pub spool_dir: Option<PathBuf>,
@@ -122,7 +124,7 @@ impl RecorderConfig {
                 total_bytes: None,
             },
             retry: RetryPolicy::default(),
-            max_concurrent_uploads: 4,
+            max_concurrent_uploads: 8,
             spool_dir: None,
             spool: SpoolOptions::default(),
         }
