@@ -72,7 +72,7 @@
 //! `--levels standard,enhanced`, `--modes memory,spool`, `--paces virtual,realtime`, `--s3`,
 //! `--data DIR` (default
 //! `target/bench-ingest`), `--json` (one JSON object per row after the table), `--quick`
-//! (100 streams, 30 s, `enhanced`, both modes).
+//! (100 streams, 30 s, `enhanced`, both modes, virtual pace).
 
 mod support;
 
@@ -82,7 +82,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{cores, cpu_model, peak_rss_kib, result_field, result_line};
+use support::{cores, cpu_model, default_data_dir, peak_rss_kib, result_field, result_line};
 
 use bytes::Bytes;
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
@@ -1072,19 +1072,6 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-/// The default data directory: `target/bench-ingest` next to this executable's profile dir.
-fn default_data_dir() -> PathBuf {
-    let exe = std::env::current_exe().ok();
-    let target = exe.as_deref().and_then(|exe| {
-        let examples = exe.parent()?;
-        (examples.file_name()? == "examples").then_some(())?;
-        Some(examples.parent()?.parent()?.to_path_buf())
-    });
-    target
-        .unwrap_or_else(std::env::temp_dir)
-        .join("bench-ingest")
-}
-
 /// The S3 URI for one row: its own root under the server's bucket, and `create_only=stat`
 /// (Garage overwrites despite `If-None-Match: *`) unless the URI picks a mode.
 fn s3_row_uri(base: &str, row: &str) -> String {
@@ -1171,7 +1158,7 @@ fn driver(args: &[String]) -> BoxResult<bool> {
     let mut paces = Pace::ALL.to_vec();
     let mut s3 = false;
     let mut json = false;
-    let mut data = default_data_dir();
+    let mut data = default_data_dir("bench-ingest");
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         let mut value = || rest.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -1181,6 +1168,7 @@ fn driver(args: &[String]) -> BoxResult<bool> {
                 seconds = 30;
                 levels = vec![ProtectionLevel::Enhanced];
                 modes = Mode::ALL.to_vec();
+                paces = vec![Pace::Virtual];
             }
             "--streams" => streams = list_arg(value()?, |n| Ok(n.parse::<usize>()?))?,
             "--seconds" => seconds = value()?.parse()?,

@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{cores, peak_rss_kib, result_field, result_line};
+use support::{cores, default_data_dir, peak_rss_kib, result_field, result_line};
 
 use bytes::Bytes;
 use chunk_crypto::{KeyId, Keyring, MasterSecret};
@@ -725,19 +725,6 @@ fn table(rows: &[Row], cold: bool) -> String {
     out
 }
 
-/// The default data directory: `target/bench-merge` next to this executable's profile dir.
-fn default_data_dir() -> PathBuf {
-    let exe = std::env::current_exe().ok();
-    let target = exe.as_deref().and_then(|exe| {
-        let examples = exe.parent()?;
-        (examples.file_name()? == "examples").then_some(())?;
-        Some(examples.parent()?.parent()?.to_path_buf())
-    });
-    target
-        .unwrap_or_else(std::env::temp_dir)
-        .join("bench-merge")
-}
-
 fn list_arg<T>(value: &str, parse: impl Fn(&str) -> BoxResult<T>) -> BoxResult<Vec<T>> {
     value.split(',').map(|item| parse(item.trim())).collect()
 }
@@ -746,7 +733,7 @@ fn driver(args: &[String]) -> BoxResult<bool> {
     let mut hours = vec![1u64, 4];
     let mut runs = 5usize;
     let mut layouts = Layout::ALL.to_vec();
-    let mut data = default_data_dir();
+    let mut data = default_data_dir("bench-merge");
     let mut warm_only = false;
     let mut knobs = ChildKnobs::default();
     let mut rest = args.iter();

@@ -6,6 +6,7 @@
 
 use std::error::Error;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
@@ -53,4 +54,16 @@ pub(crate) fn cpu_model() -> String {
 /// Cores this process may run on.
 pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// The default data directory of benchmark `name`: `target/NAME` next to this executable's
+/// profile directory (the temp directory if it is not run from `target/*/examples`).
+pub(crate) fn default_data_dir(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().ok();
+    let target = exe.as_deref().and_then(|exe| {
+        let examples = exe.parent()?;
+        (examples.file_name()? == "examples").then_some(())?;
+        Some(examples.parent()?.parent()?.to_path_buf())
+    });
+    target.unwrap_or_else(std::env::temp_dir).join(name)
 }

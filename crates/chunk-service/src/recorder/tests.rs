@@ -90,6 +90,15 @@ async fn objects(service: &ChunkService, conv: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Every object of the conversation, concatenated in listing order.
+async fn stored(service: &ChunkService, conv: &str) -> Vec<u8> {
+    objects(service, conv)
+        .await
+        .into_iter()
+        .flat_map(|(_, b)| b)
+        .collect()
+}
+
 fn expected(range: std::ops::Range<u64>) -> Vec<u8> {
     range.flat_map(|i| pcm(i).to_vec()).collect()
 }
@@ -414,12 +423,7 @@ async fn the_budget_flushes_the_oldest_batch_to_make_room() {
         4
     );
     recorder.close().await.unwrap();
-    let all: Vec<u8> = objects(&service, "c1")
-        .await
-        .into_iter()
-        .flat_map(|(_, b)| b)
-        .collect();
-    assert_eq!(all, expected(0..5));
+    assert_eq!(stored(&service, "c1").await, expected(0..5));
 }
 
 #[tokio::test]
@@ -473,12 +477,7 @@ async fn a_crash_leaves_acked_chunks_in_the_spool_and_open_replays_them() {
         .await
         .unwrap();
     recorder.close().await.unwrap();
-    let all: Vec<u8> = objects(&service, "c1")
-        .await
-        .into_iter()
-        .flat_map(|(_, b)| b)
-        .collect();
-    assert_eq!(all, expected(0..5));
+    assert_eq!(stored(&service, "c1").await, expected(0..5));
 }
 
 #[tokio::test]
